@@ -1,0 +1,118 @@
+"""Checkpoints in the public layouts import, convert to safetensors and load back exactly."""
+
+import json
+
+import pytest
+import torch
+
+from checkpoints import write_facevid2vid, write_liveportrait
+from vcam.errors import VcamError
+from vcam.models import FACEVID2VID, LIVEPORTRAIT, build_model, demo_config
+from vcam.weights import import_and_install, load_model, verify, weights_id
+
+
+def render_once(model):
+    cfg = model.cfg
+    crop = torch.rand(1, 3, cfg.input_size, cfg.input_size, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        source = model.prepare_source(crop)
+        return model.render(source, model.head_motion(model.extract_motion(crop)))
+
+
+def test_liveportrait_files_import_convert_and_load(tmp_path):
+    model = build_model(demo_config(LIVEPORTRAIT), seed=11)
+    files = write_liveportrait(model, tmp_path / "downloads")
+    dest = import_and_install(model.cfg, files, tmp_path / "weights")
+    manifest = json.loads((dest / "manifest.json").read_text())
+    assert sorted(manifest["files"]) == [
+        "appearance_feature_extractor.safetensors", "motion_extractor.safetensors",
+        "spade_generator.safetensors", "stitching_retargeting_module.safetensors", "warping_module.safetensors",
+    ]
+    assert set(manifest["sources"]) == {f.name for f in files}
+    loaded = load_model(dest)
+    assert torch.equal(render_once(loaded), render_once(model))
+    assert verify(dest) == []
+
+
+def test_facevid2vid_training_checkpoint_imports(tmp_path):
+    model = build_model(demo_config(FACEVID2VID), seed=12)
+    checkpoint = write_facevid2vid(model, tmp_path / "00000189-checkpoint.pth.tar")
+    dest = import_and_install(model.cfg, [checkpoint], tmp_path / "weights")
+    loaded = load_model(dest)
+    assert loaded.cfg.name == "facevid2vid-demo"
+    assert torch.equal(render_once(loaded), render_once(model))
+
+
+def test_verify_and_weights_id_notice_changed_files(tmp_path):
+    model = build_model(demo_config(LIVEPORTRAIT), seed=13)
+    dest = import_and_install(model.cfg, write_liveportrait(model, tmp_path / "d"), tmp_path / "w")
+    before = weights_id(dest)
+    assert before == weights_id(dest)
+    target = dest / "warping_module.safetensors"
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0xFF
+    target.write_bytes(bytes(data))
+    assert verify(dest) == ["warping_module.safetensors"]
+    other = build_model(demo_config(LIVEPORTRAIT), seed=14)
+    dest2 = import_and_install(other.cfg, write_liveportrait(other, tmp_path / "d2"), tmp_path / "w2")
+    assert weights_id(dest2) != before
+
+
+def mutate(path, change):
+    state = torch.load(path, weights_only=True)
+    change(state)
+    torch.save(state, path)
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda s: s.pop("second.weight"), ["missing", "second.weight"]),
+        (lambda s: s.update({"extra.weight": torch.zeros(1)}), ["unexpected", "extra.weight"]),
+        (lambda s: s.update({"second.bias": torch.zeros(3)}), ["wrong shape", "second.bias"]),
+    ],
+)
+def test_layout_mismatches_name_the_keys(tmp_path, change, words):
+    model = build_model(demo_config(LIVEPORTRAIT), seed=15)
+    files = write_liveportrait(model, tmp_path)
+    mutate(tmp_path / "appearance_feature_extractor.pth", change)
+    with pytest.raises(VcamError) as err:
+        import_and_install(model.cfg, files, tmp_path / "w")
+    message = str(err.value)
+    assert "\n" not in message and all(w in message for w in words)
+    assert not (tmp_path / "w" / "manifest.json").exists()
+
+
+def test_missing_batchnorm_counters_are_accepted(tmp_path):
+    model = build_model(demo_config(LIVEPORTRAIT), seed=16)
+    files = write_liveportrait(model, tmp_path)
+    mutate(tmp_path / "warping_module.pth", lambda s: [s.pop(k) for k in [k for k in s if k.endswith("num_batches_tracked")]])
+    assert torch.equal(render_once(load_model(import_and_install(model.cfg, files, tmp_path / "w"))), render_once(model))
+
+
+class Payload:
+    """Stands for arbitrary code a malicious pickle could run."""
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    model = build_model(demo_config(LIVEPORTRAIT), seed=17)
+    files = write_liveportrait(model, tmp_path)
+    # An arbitrary class inside the pickle: weights_only loading must refuse it.
+    torch.save({"weights": Payload(), "x": torch.zeros(1)}, tmp_path / "motion_extractor.pth")
+    with pytest.raises(VcamError, match="refusing to unpickle"):
+        import_and_install(model.cfg, files, tmp_path / "w")
+
+
+def test_missing_file_and_wrong_checkpoint_are_clear(tmp_path):
+    model = build_model(demo_config(LIVEPORTRAIT), seed=18)
+    files = write_liveportrait(model, tmp_path)
+    with pytest.raises(VcamError, match="spade_generator.pth is missing"):
+        import_and_install(model.cfg, [f for f in files if f.name != "spade_generator.pth"], tmp_path / "w")
+    fv = build_model(demo_config(FACEVID2VID), seed=19)
+    with pytest.raises(VcamError, match="no 'generator' entry"):
+        import_and_install(fv.cfg, [files[0]], tmp_path / "w2")
+
+
+def test_no_weights_installed_says_how_to_get_them(tmp_path):
+    with pytest.raises(VcamError, match="vcam weights fetch"):
+        load_model(tmp_path)
