@@ -1,0 +1,249 @@
+"""vcam.sinks: files OpenCV reads back, the real pyvirtualcam's failure advice, a paced virtual
+camera behind a device double, and the preview window under Xvfb."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import pyvirtualcam
+from clips import number_of, numbered, portrait
+
+from vcam.errors import VcamError
+from vcam.sinks import FileSink, PreviewSink, VirtualCameraSink, open_sink, virtual_camera_help
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def read_back(path: Path) -> tuple[list[np.ndarray], float]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while (result := capture.read())[0]:
+        frames.append(result[1])
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    capture.release()
+    return frames, fps
+
+
+@pytest.mark.parametrize("suffix, tolerance", [(".mp4", 12.0), (".avi", 6.0), (".y4m", 3.0)])
+def test_file_sink_writes_a_clip_opencv_reads_back(tmp_path: Path, suffix: str, tolerance: float) -> None:
+    picture = cv2.resize(portrait(), (640, 480))
+    frames = [*numbered(9), picture]
+    with FileSink(tmp_path / f"out{suffix}", 640, 480, 25.0) as sink:
+        for frame in frames:
+            sink.send(frame)
+        assert sink.frames_written == 10
+    written, fps = read_back(tmp_path / f"out{suffix}")
+    assert len(written) == 10 and fps == pytest.approx(25.0)
+    assert all(frame.shape == (480, 640, 3) for frame in written)
+    assert [number_of(frame) for frame in written[:9]] == list(range(9))
+    assert np.abs(written[9].astype(float) - picture).mean() < tolerance
+
+
+def test_y4m_header_keeps_fractional_rates(tmp_path: Path) -> None:
+    with FileSink(tmp_path / "ntsc.y4m", 64, 48, 30000 / 1001) as sink:
+        sink.send(np.zeros((48, 64, 3), np.uint8))
+    header = (tmp_path / "ntsc.y4m").read_bytes().split(b"\n")[0]
+    assert header == b"YUV4MPEG2 W64 H48 F30000:1001 Ip A1:1 C420jpeg"
+    assert (tmp_path / "ntsc.y4m").stat().st_size == len(header) + 1 + len(b"FRAME\n") + 64 * 48 * 3 // 2
+
+
+def test_file_sink_resizes_frames_of_another_size(tmp_path: Path) -> None:
+    with FileSink(tmp_path / "out.y4m", 320, 240, 30.0) as sink:
+        sink.send(portrait())
+    written, _ = read_back(tmp_path / "out.y4m")
+    assert written[0].shape == (240, 320, 3)
+    expected = cv2.resize(portrait(), (320, 240), interpolation=cv2.INTER_AREA)
+    assert np.abs(written[0].astype(float) - expected).mean() < 3
+
+
+def test_file_sink_rejects_bad_paths_and_sizes(tmp_path: Path) -> None:
+    with pytest.raises(VcamError, match=r"\.mp4, \.avi or \.y4m"):
+        FileSink(tmp_path / "out.mov", 640, 480, 30.0)
+    with pytest.raises(VcamError, match="even"):
+        FileSink(tmp_path / "out.mp4", 641, 480, 30.0)
+    for name in ("out.mp4", "out.y4m"):
+        with pytest.raises(VcamError, match="does not exist"), FileSink(tmp_path / "missing" / name, 640, 480, 30.0):
+            pass
+
+
+def test_virtual_camera_help_names_the_fix_for_each_os() -> None:
+    linux = virtual_camera_help("linux")
+    assert 'sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label="vcam"' in linux
+    assert "packaging/linux" in linux
+    assert "OBS Studio" in virtual_camera_help("win32")
+    assert "Virtual Camera" in virtual_camera_help("darwin")
+    assert "Linux" in virtual_camera_help("freebsd")
+
+
+def test_real_pyvirtualcam_without_a_device_gives_the_fix(tmp_path: Path) -> None:
+    sink = VirtualCameraSink(640, 480, 30.0, device=str(tmp_path / "video0"))
+    with pytest.raises(VcamError) as raised, sink:
+        pass
+    message = str(raised.value)
+    assert "Cannot open the virtual camera" in message and "\n" not in message
+    assert virtual_camera_help() in message
+
+
+def test_unknown_backend_lists_the_available_ones() -> None:
+    with pytest.raises(VcamError, match="Unknown virtual camera backend 'nope'") as raised:
+        VirtualCameraSink(640, 480, 30.0, backend="nope")
+    assert all(name in str(raised.value) for name in pyvirtualcam.camera.BACKENDS)
+
+
+class FakeVirtualCamera:
+    """A virtual camera device double with pyvirtualcam.Camera's interface."""
+
+    def __init__(self, width: int, height: int, fps: float, *, fmt, device, backend) -> None:  # noqa: ANN001
+        self.args = (width, height, fps, fmt, device, backend)
+        self.device = device or "/dev/video7"
+        self.frames: list[np.ndarray] = []
+        self.waits = 0
+        self.closed = False
+
+    def send(self, frame: np.ndarray) -> None:
+        assert frame.shape == (self.args[1], self.args[0], 3) and frame.flags.c_contiguous
+        self.frames.append(frame)
+
+    def sleep_until_next_frame(self) -> None:
+        self.waits += 1
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("pace", [True, False])
+def test_virtual_camera_sends_bgr_resized_and_paced(pace: bool) -> None:
+    cameras: list[FakeVirtualCamera] = []
+
+    def factory(*args, **kwargs) -> FakeVirtualCamera:  # noqa: ANN002, ANN003
+        cameras.append(FakeVirtualCamera(*args, **kwargs))
+        return cameras[-1]
+
+    with VirtualCameraSink(640, 480, 30.0, pace=pace, camera_factory=factory) as sink:
+        sink.send(np.zeros((480, 640, 3), np.uint8))
+        sink.send(portrait())
+        sink.send(np.zeros((480, 1280, 3), np.uint8)[:, ::2])  # a strided view
+        assert sink.description == "virtual camera /dev/video7 (640x480@30)"
+    camera = cameras[0]
+    assert camera.args == (640, 480, 30.0, pyvirtualcam.PixelFormat.BGR, None, None)
+    assert len(camera.frames) == 3 and camera.closed
+    assert camera.waits == (3 if pace else 0)
+    assert np.abs(camera.frames[1].astype(float) - cv2.resize(portrait(), (640, 480))).mean() < 3
+
+
+def test_open_sink_parses_specs(tmp_path: Path) -> None:
+    virtual = open_sink("virtual", 1280, 720, 30.0)
+    assert isinstance(virtual, VirtualCameraSink) and virtual.device is None
+    assert open_sink("virtual:/dev/video5", 1280, 720, 30.0).device == "/dev/video5"
+    recording = open_sink(f"file:{tmp_path / 'rec.mp4'}", 1280, 720, 30.0)
+    assert isinstance(recording, FileSink) and recording.path == tmp_path / "rec.mp4"
+    assert isinstance(open_sink("preview", 1280, 720, 30.0), PreviewSink)
+    for bad in ("", "file:", "rtmp://host/live", "previews", "screen"):
+        with pytest.raises(VcamError, match=r"virtual, virtual:DEVICE, file:PATH .* or preview"):
+            open_sink(bad, 1280, 720, 30.0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the display check is for X11/Wayland")
+def test_preview_without_a_display_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(VcamError, match="No display"), PreviewSink():
+        pass
+
+
+TITLE = "vcam test preview"
+
+# The window lives in a child process: OpenCV's Qt ends its process when its X server goes away,
+# and the X server here is a private Xvfb that the fixture stops.
+PREVIEW_CHILD = f"""
+import time, numpy as np
+from vcam.sinks import PreviewSink
+frame = np.zeros((120, 160, 3), np.uint8)
+with PreviewSink({TITLE!r}) as sink:
+    sink.send(frame)
+    print("shown", flush=True)
+    deadline = time.monotonic() + 20
+    while not sink.closed and time.monotonic() < deadline:
+        sink.send(frame)
+    sink.send(frame)
+    print("closed" if sink.closed else "still open", flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def xvfb() -> Iterator[str]:
+    """A private X server; its display name (Xvfb picks a free number and reports it when ready)."""
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed")
+    read_end, write_end = os.pipe()
+    server = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", "640x480x24", "-nolisten", "tcp"],
+        pass_fds=(write_end,),
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_end)
+    with os.fdopen(read_end) as ready:
+        number = ready.readline().strip()
+    if not number:
+        server.kill()
+        pytest.skip("Xvfb did not start")
+    yield f":{number}"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def run_preview(display: str, close_window: list[str]) -> str:
+    """Show the preview in a child process, run close_window against it, and return how it ended."""
+    env = {**os.environ, "DISPLAY": display, "PYTHONPATH": str(REPO), "QT_LOGGING_RULES": "*=false"}
+    env.pop("WAYLAND_DISPLAY", None)
+    child = subprocess.Popen(
+        [sys.executable, "-c", PREVIEW_CHILD], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert child.stdout.readline().strip() == "shown", child.stderr.read()
+    subprocess.run(close_window, env=env, check=True, timeout=10, capture_output=True)
+    out, err = child.communicate(timeout=30)
+    assert child.returncode == 0, err
+    return out.strip()
+
+
+@pytest.mark.parametrize("key", ["q", "Escape"])
+def test_preview_closes_on_q_or_escape(xvfb: str, key: str) -> None:
+    if shutil.which("xdotool") is None:
+        pytest.skip("xdotool is not installed")
+    press = ["xdotool", "search", "--sync", "--name", TITLE, "windowfocus", "--sync", "key", key]
+    assert run_preview(xvfb, press) == "closed"
+
+
+def test_preview_closes_when_the_user_closes_the_window(xvfb: str) -> None:
+    pytest.importorskip("Xlib")
+    # what a window manager's close button does: send WM_DELETE_WINDOW to the window
+    close = [sys.executable, "-c", CLOSE_WINDOW, TITLE]
+    assert run_preview(xvfb, close) == "closed"
+
+
+CLOSE_WINDOW = """
+import sys
+from Xlib import X, display, protocol
+screen = display.Display()
+atom = screen.intern_atom
+
+def find(window):
+    if window.get_wm_name() == sys.argv[1]:
+        return window
+    return next(filter(None, map(find, window.query_tree().children)), None)
+
+window = find(screen.screen().root)
+message = protocol.event.ClientMessage(
+    window=window, client_type=atom("WM_PROTOCOLS"), data=(32, [atom("WM_DELETE_WINDOW"), X.CurrentTime, 0, 0, 0])
+)
+window.send_event(message, event_mask=X.NoEventMask)
+screen.flush()
+"""

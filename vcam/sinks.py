@@ -1,0 +1,235 @@
+"""Frame sinks: the system virtual camera, video files and a preview window."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+import pyvirtualcam
+
+from .errors import VcamError
+
+VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
+"""Containers written through cv2.VideoWriter, with their codec; .y4m is written directly."""
+
+QUIT_KEYS = frozenset({ord("q"), ord("Q"), 27})  # 27 = Esc
+
+
+class FrameSink(Protocol):
+    description: str
+
+    def __enter__(self) -> FrameSink: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    def send(self, frame: np.ndarray) -> None:
+        """Output one BGR uint8 frame of the sink's size (other sizes are resized)."""
+
+
+def virtual_camera_help(platform: str = sys.platform) -> str:
+    """How to make a virtual camera device available on this OS."""
+    if platform.startswith("linux"):
+        return (
+            'Load the v4l2loopback module: sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label="vcam" '
+            "(packaging/linux has a set-up that keeps it loaded after reboots)."
+        )
+    if platform in ("win32", "darwin"):
+        return "Install OBS Studio (obsproject.com), start its Virtual Camera once, then close OBS."
+    return "Virtual cameras need Linux (v4l2loopback), Windows or macOS (OBS Studio virtual camera)."
+
+
+class VirtualCameraSink:
+    """The system virtual camera through pyvirtualcam (v4l2loopback on Linux, OBS on Windows/macOS).
+
+    With pace set, send() waits until the next frame is due, holding the output at `fps`.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        fps: float,
+        backend: str | None = None,
+        device: str | None = None,
+        pace: bool = True,
+        camera_factory: Callable[..., Any] = pyvirtualcam.Camera,
+    ) -> None:
+        known = pyvirtualcam.camera.BACKENDS
+        if backend is not None and backend not in known:
+            raise VcamError(
+                f"Unknown virtual camera backend {backend!r}; this system has: {', '.join(known)} "
+                "(or leave it unset to pick one)."
+            )
+        self.width = width
+        self.height = height
+        self.fps = fps
+        self.backend = backend
+        self.device = device
+        self.pace = pace
+        self.description = f"virtual camera ({width}x{height}@{fps:g})"
+        self._camera_factory = camera_factory
+        self._camera: Any = None
+
+    def __enter__(self) -> VirtualCameraSink:
+        try:
+            self._camera = self._camera_factory(
+                self.width,
+                self.height,
+                self.fps,
+                fmt=pyvirtualcam.PixelFormat.BGR,
+                device=self.device,
+                backend=self.backend,
+            )
+        except (RuntimeError, OSError, ValueError) as error:
+            reason = "; ".join(str(error).splitlines())
+            raise VcamError(f"Cannot open the virtual camera ({reason}). {virtual_camera_help()}") from error
+        self.description = f"virtual camera {self._camera.device} ({self.width}x{self.height}@{self.fps:g})"
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._camera is not None:
+            self._camera.close()
+            self._camera = None
+
+    def send(self, frame: np.ndarray) -> None:
+        self._camera.send(_fit(frame, self.width, self.height))
+        if self.pace:
+            self._camera.sleep_until_next_frame()
+
+
+class FileSink:
+    """A video file: .mp4 (mp4v) or .avi (MJPG) through OpenCV, or uncompressed 4:2:0 .y4m."""
+
+    def __init__(self, path: Path, width: int, height: int, fps: float) -> None:
+        self.path = Path(path)
+        if self.path.suffix.lower() not in (*VIDEO_CODECS, ".y4m"):
+            raise VcamError(f"Cannot record to {self.path.name}; name the file .mp4, .avi or .y4m.")
+        if width % 2 or height % 2:
+            raise VcamError(f"Video files need an even width and height, got {width}x{height}.")
+        self.width = width
+        self.height = height
+        self.fps = fps
+        self.frames_written = 0
+        self.description = f"file {self.path}"
+        self._writer: cv2.VideoWriter | _Y4mWriter | None = None
+
+    def __enter__(self) -> FileSink:
+        if not self.path.parent.is_dir():
+            raise VcamError(f"Cannot write {self.path}: folder {self.path.parent} does not exist.")
+        suffix = self.path.suffix.lower()
+        if suffix == ".y4m":
+            self._writer = _Y4mWriter(self.path, self.width, self.height, self.fps)
+        else:
+            fourcc = cv2.VideoWriter.fourcc(*VIDEO_CODECS[suffix])
+            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (self.width, self.height))
+            if not self._writer.isOpened():
+                raise VcamError(f"Cannot write {self.path}; check that its folder is writable.")
+        self.frames_written = 0
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+    def send(self, frame: np.ndarray) -> None:
+        self._writer.write(_fit(frame, self.width, self.height))
+        self.frames_written += 1
+
+
+class _Y4mWriter:
+    """YUV4MPEG2: a text header, then each frame as "FRAME" and its I420 planes."""
+
+    def __init__(self, path: Path, width: int, height: int, fps: float) -> None:
+        rate = Fraction(fps).limit_denominator(1001)
+        try:
+            self._file = open(path, "wb")  # noqa: SIM115 (closed by release())
+        except OSError as error:
+            raise VcamError(f"Cannot write {path}: {error.strerror}.") from error
+        header = f"YUV4MPEG2 W{width} H{height} F{rate.numerator}:{rate.denominator} Ip A1:1 C420jpeg\n"
+        self._file.write(header.encode("ascii"))
+
+    def write(self, frame: np.ndarray) -> None:
+        self._file.write(b"FRAME\n")
+        self._file.write(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
+
+    def release(self) -> None:
+        self._file.close()
+
+
+class PreviewSink:
+    """An OpenCV window; `closed` turns True when the user closes it or presses q or Esc."""
+
+    def __init__(self, title: str = "vcam preview") -> None:
+        self.title = title
+        self.description = f"preview window '{title}'"
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> PreviewSink:
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise VcamError("No display for the preview window; run vcam in a desktop session or use another output.")
+        cv2.namedWindow(self.title, cv2.WINDOW_AUTOSIZE)
+        self._closed = False
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._close()
+
+    def send(self, frame: np.ndarray) -> None:
+        if self._closed:
+            return
+        cv2.imshow(self.title, frame)
+        key = cv2.waitKey(1)
+        if key in QUIT_KEYS or not self._visible():
+            self._close()
+
+    def _visible(self) -> bool:
+        try:
+            return cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
+        except cv2.error:  # the window is gone
+            return False
+
+    def _close(self) -> None:
+        if not self._closed and self._visible():
+            cv2.destroyWindow(self.title)
+            cv2.waitKey(1)  # lets the GUI thread take the window down
+        self._closed = True
+
+
+def _fit(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The frame at width x height, contiguous in memory."""
+    if frame.shape[1] == width and frame.shape[0] == height:
+        return np.ascontiguousarray(frame)
+    interpolation = cv2.INTER_AREA if frame.shape[1] > width else cv2.INTER_LINEAR
+    return cv2.resize(frame, (width, height), interpolation=interpolation)
+
+
+def open_sink(spec: str, width: int, height: int, fps: float, backend: str | None = None) -> FrameSink:
+    """The output a spec names: virtual, virtual:DEVICE, file:PATH or preview."""
+    kind, _, argument = spec.partition(":")
+    if kind == "virtual":
+        return VirtualCameraSink(width, height, fps, backend=backend, device=argument or None)
+    if kind == "file" and argument:
+        return FileSink(Path(argument).expanduser(), width, height, fps)
+    if spec == "preview":
+        return PreviewSink()
+    raise VcamError(f"Unknown output {spec!r}; use virtual, virtual:DEVICE, file:PATH (.mp4, .avi or .y4m) or preview.")
