@@ -1,0 +1,188 @@
+"""Avatar profiles: one folder each, holding the keyframe, its face crop and its source state.
+
+A profile folder has ``profile.toml`` (name, created, credit, crop box, keyframe file name),
+the keyframe image and ``source.safetensors`` (the precomputed :class:`SourceState`, tagged
+with the weights id it was computed with and recomputed when the weights change). Folders are
+written under a temporary name and renamed into place, so a profile is either whole or absent.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tomli_w
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save
+
+from .errors import VcamError
+from .fileio import atomic_write_bytes, atomic_write_text
+from .models import SourceState
+from .tracking import CropBox, FaceDetector, face_crop_box
+
+PROFILE_FILE = "profile.toml"
+SOURCE_FILE = "source.safetensors"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+
+PrepareSource = Callable[[np.ndarray], SourceState]
+"""Computes the source state from an RGB uint8 face crop of the model's input size."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    folder: Path
+    keyframe: np.ndarray  # BGR uint8, the whole avatar image
+    box: CropBox  # the face crop in keyframe pixels
+    created: str
+    credit: str
+
+    def face_crop(self, size: int) -> np.ndarray:
+        """The keyframe's face crop as RGB uint8 size×size (what the networks read)."""
+        return cv2.cvtColor(self.box.crop(self.keyframe, size), cv2.COLOR_BGR2RGB)
+
+
+@dataclass(frozen=True)
+class ProfileProblem:
+    name: str
+    message: str
+
+
+def check_name(name: str) -> str:
+    if not NAME_PATTERN.match(name):
+        raise VcamError(f"profile name {name!r} is not allowed: use up to 40 letters, digits, '-', '_' or '.'")
+    return name
+
+
+def read_image(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+    if image is None:
+        raise VcamError(f"cannot read image {path}: give a JPEG or PNG photo")
+    return image
+
+
+class ProfileStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    # -- listing ----------------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / PROFILE_FILE).is_file() and not p.name.startswith("."))
+
+    def scan(self) -> tuple[list[Profile], list[ProfileProblem]]:
+        """All readable profiles, and a problem per damaged one (they are skipped, never fatal)."""
+        good, bad = [], []
+        for name in self.names():
+            try:
+                good.append(self.load(name))
+            except VcamError as exc:
+                bad.append(ProfileProblem(name, str(exc)))
+        return good, bad
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def load(self, name: str) -> Profile:
+        folder = self.root / name
+        meta_path = folder / PROFILE_FILE
+        if not meta_path.is_file():
+            known = ", ".join(self.names()) or "none yet"
+            raise VcamError(f"no profile named {name!r} (profiles: {known}); create one with `vcam profile create {name} PHOTO`")
+        try:
+            meta = tomllib.loads(meta_path.read_text())
+            box = CropBox(*(float(meta["box"][k]) for k in ("cx", "cy", "size")))
+            keyframe_name = str(meta["keyframe"])
+        except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError, OSError) as exc:
+            raise VcamError(f"profile {name!r} is damaged ({meta_path.name}: {exc}); remove it with `vcam profile remove {name}` and create it again") from None
+        try:
+            keyframe = read_image(folder / keyframe_name)
+        except VcamError:
+            raise VcamError(f"profile {name!r} is damaged: its keyframe {keyframe_name} is missing or unreadable; create it again") from None
+        return Profile(name, folder, keyframe, box, str(meta.get("created", "")), str(meta.get("credit", "")))
+
+    def source_state(self, profile: Profile, prepare: PrepareSource, weights_id: str, input_size: int) -> SourceState:
+        """The cached source state, recomputed (and stored) when missing, damaged or stale."""
+        path = profile.folder / SOURCE_FILE
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                cached_id = (f.metadata() or {}).get("weights_id")
+            if cached_id == weights_id:
+                return SourceState.from_tensors(load_file(str(path)))
+        except (FileNotFoundError, SafetensorError, KeyError, OSError):
+            pass
+        state = prepare(profile.face_crop(input_size))
+        atomic_write_bytes(path, save(state.tensors(), metadata={"weights_id": weights_id}))
+        return state
+
+    # -- changing ---------------------------------------------------------------------------------
+
+    def create(
+        self,
+        name: str,
+        photo: Path,
+        prepare: PrepareSource,
+        weights_id: str,
+        input_size: int,
+        credit: str = "",
+        detector: FaceDetector | None = None,
+        replace: bool = False,
+    ) -> Profile:
+        """Detect the face in ``photo``, crop it, compute the source state, store it all atomically."""
+        check_name(name)
+        final = self.root / name
+        if final.exists() and not replace:
+            raise VcamError(f"profile {name!r} already exists: pick another name or add --replace")
+        image = read_image(photo)
+        face = (detector or FaceDetector()).detect(image)
+        if face is None:
+            raise VcamError(f"no face found in {photo}: use a well-lit, front-facing photo with one clear face")
+        box = face_crop_box(face)
+        staging = self.root / f".{name}.creating"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            suffix = photo.suffix.lower() if photo.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
+            keyframe_name = f"keyframe{suffix}"
+            if suffix == ".png" and photo.suffix.lower() != ".png":
+                cv2.imwrite(str(staging / keyframe_name), image)
+            else:
+                shutil.copyfile(photo, staging / keyframe_name)
+            meta = {
+                "name": name,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "credit": credit,
+                "keyframe": keyframe_name,
+                "box": {"cx": box.cx, "cy": box.cy, "size": box.size},
+            }
+            atomic_write_text(staging / PROFILE_FILE, tomli_w.dumps(meta))
+            profile = Profile(name, staging, image, box, meta["created"], credit)
+            self.source_state(profile, prepare, weights_id, input_size)
+            if final.exists():
+                trash = self.root / f".{name}.replaced"
+                shutil.rmtree(trash, ignore_errors=True)
+                final.rename(trash)
+                staging.rename(final)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                staging.rename(final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return self.load(name)
+
+    def remove(self, name: str) -> None:
+        folder = self.root / check_name(name)
+        if not folder.is_dir():
+            raise VcamError(f"no profile named {name!r}; `vcam profile list` shows them")
+        trash = self.root / f".{name}.removing"
+        folder.rename(trash)
+        shutil.rmtree(trash)
