@@ -1,0 +1,256 @@
+"""The whole live path on real clips: capture → track → motion → render → compose → file."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from clips import blank, placed, portrait, write_clip
+
+from vcam.capture import ClipSource, Webcam
+from vcam.errors import VcamError
+from vcam.models import LIVEPORTRAIT, build_model, demo_config
+from vcam.pipeline import Pipeline, PipelineState
+from vcam.profiles import ProfileStore
+from vcam.render.torch_backend import TorchRenderer
+from vcam.settings import Settings
+from vcam.sinks import FileSink
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = build_model(demo_config(LIVEPORTRAIT), seed=0)
+OUT = (320, 180)
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    with TorchRenderer(MODEL, "cpu") as r:
+        yield r
+
+
+@pytest.fixture
+def store(tmp_path):
+    root = tmp_path / "profiles"
+    shutil.copytree(REPO / "profiles" / "default", root / "default")
+    mirrored = tmp_path / "mirrored.jpg"
+    cv2.imwrite(str(mirrored), cv2.flip(portrait(), 1))
+    profiles = ProfileStore(root)
+    profiles.create("mirrored", mirrored, TorchRenderer(MODEL, "cpu").prepare_source, "demo", MODEL.cfg.input_size)
+    return profiles
+
+
+def settings(store: ProfileStore, **changes) -> Settings:
+    base = dict(profiles_dir=store.root, output_width=OUT[0], output_height=OUT[1], output_fps=30.0, audio=False, detect_every=1)
+    return Settings(**{**base, **changes})
+
+
+def moving_clip(path: Path, count: int, blanks: range = range(0)) -> Path:
+    frames = [blank() if i in blanks else placed(dx=4 * np.sin(i / 3), dy=2 * np.cos(i / 4), angle=3 * np.sin(i / 5)) for i in range(count)]
+    return write_clip(path, frames)
+
+
+def run(pipeline: Pipeline, timeout: float = 60.0) -> None:
+    pipeline.start()
+    assert pipeline.wait(timeout), "pipeline did not finish"
+    pipeline.stop()
+    pipeline.join(5)
+
+
+def read_frames(path: Path) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return frames
+        frames.append(frame)
+
+
+def test_clip_to_file_every_frame_once(tmp_path, store, renderer):
+    clip = moving_clip(tmp_path / "in.mp4", 12)
+    out = tmp_path / "out.mp4"
+    with ClipSource(clip) as source, FileSink(out, *OUT, 30.0) as sink:
+        pipeline = Pipeline(settings(store), MODEL.cfg, renderer, store, "demo", source, sink, lossless=True)
+        run(pipeline)
+        status = pipeline.status()
+    assert status.frames_in == status.frames_out == 12
+    assert status.dropped == 0
+    frames = read_frames(out)
+    assert len(frames) == 12 and frames[0].shape == (OUT[1], OUT[0], 3)
+    assert status.state == PipelineState.STOPPED
+    assert set(status.stage_ms) == {"track", "motion", "render", "compose", "send"}
+
+
+class SlowRenderer:
+    """The real renderer, slowed down as a weak GPU would be."""
+
+    def __init__(self, inner, delay: float) -> None:
+        self.inner, self.delay, self.name = inner, delay, "slow"
+
+    def prepare_source(self, crop):
+        return self.inner.prepare_source(crop)
+
+    def extract_motion(self, crop):
+        return self.inner.extract_motion(crop)
+
+    def render(self, source, head):
+        time.sleep(self.delay)
+        return self.inner.render(source, head)
+
+
+def test_no_backlog_when_rendering_is_slower_than_capture(tmp_path, store, renderer):
+    clip = moving_clip(tmp_path / "in.mp4", 40)
+    latencies = []
+    with ClipSource(clip, realtime=True) as source, FileSink(tmp_path / "out.mp4", *OUT, 30.0) as sink:
+        pipeline = Pipeline(settings(store), MODEL.cfg, SlowRenderer(renderer, 0.1), store, "demo", source, sink)
+        pipeline.add_listener(lambda: latencies.append(pipeline.status().latency_ms))
+        pipeline.start()
+        deadline = time.monotonic() + 30
+        while pipeline.status().frames_in < 40 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            latencies.append(pipeline.status().latency_ms)
+        pipeline.stop()
+        pipeline.join(5)
+        status = pipeline.status()
+    assert status.frames_in == 40
+    assert status.dropped > 10  # old camera frames were dropped, not queued
+    assert status.frames_out < status.frames_in
+    # A backlog would make latency grow with every frame (40 frames × 0.1 s = 4 s); it stays near one render.
+    assert max(latencies) < 1000
+
+
+def test_profile_switch_mid_run_drops_nothing(tmp_path, store, renderer):
+    clip = moving_clip(tmp_path / "in.mp4", 24)
+    out = tmp_path / "out.mp4"
+    with ClipSource(clip) as source, FileSink(out, *OUT, 30.0) as sink:
+        pipeline = Pipeline(settings(store), MODEL.cfg, renderer, store, "demo", source, sink, lossless=True)
+        switched = threading.Event()
+
+        def on_change():
+            if pipeline.status().frames_out >= 6 and not switched.is_set():
+                switched.set()
+                pipeline.switch_profile("mirrored")
+
+        pipeline.add_listener(on_change)
+        pipeline.start()
+        while pipeline.status().frames_out < 6:
+            time.sleep(0.01)
+        on_change()
+        assert pipeline.wait(60)
+        pipeline.stop()
+        pipeline.join(5)
+        status = pipeline.status()
+    assert status.frames_out == status.frames_in == 24
+    assert status.profile == "mirrored"
+    frames = read_frames(out)
+    # The keyframe is mirrored, so the first and last output frames differ strongly on the background.
+    assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 10
+
+
+def test_damaged_profile_switch_keeps_the_current_one(tmp_path, store, renderer):
+    (store.root / "mirrored" / "profile.toml").write_text("nonsense = [")
+    clip = moving_clip(tmp_path / "in.mp4", 6)
+    with ClipSource(clip) as source, FileSink(tmp_path / "o.mp4", *OUT, 30.0) as sink:
+        pipeline = Pipeline(settings(store), MODEL.cfg, renderer, store, "demo", source, sink, lossless=True)
+        with pytest.raises(VcamError):
+            pipeline.switch_profile("mirrored").result(10)
+        assert "damaged" in pipeline.status().message and pipeline.active_profile == "default"
+        run(pipeline)
+
+
+def test_face_lost_and_regained(tmp_path, store, renderer):
+    clip = moving_clip(tmp_path / "in.mp4", 30, blanks=range(8, 20))
+    states = []
+    with ClipSource(clip) as source, FileSink(tmp_path / "out.mp4", *OUT, 30.0) as sink:
+        pipeline = Pipeline(settings(store), MODEL.cfg, renderer, store, "demo", source, sink, lossless=True)
+        pipeline.add_listener(lambda: states.append(pipeline.status().state))
+        run(pipeline)
+        assert pipeline.status().frames_out == 30
+    seen = [s for i, s in enumerate(states) if i == 0 or states[i - 1] != s]
+    assert seen[:4] == [PipelineState.RUNNING, PipelineState.FACE_LOST, PipelineState.RUNNING, PipelineState.STOPPED]
+
+
+class UnpluggedCamera:
+    """A VideoCapture stand-in (the hardware edge): frames, then unplugged for a while, then back."""
+
+    def __init__(self, script: list[bool]) -> None:
+        self.script = script
+        self.frames = [placed(dx=i) for i in range(4)]
+        self.reads = 0
+
+    def __call__(self, device):  # open_capture(device)
+        return self
+
+    def isOpened(self) -> bool:  # noqa: N802
+        return True
+
+    def read(self):
+        ok = self.script[self.reads] if self.reads < len(self.script) else True
+        self.reads += 1
+        return (True, self.frames[self.reads % 4].copy()) if ok else (False, None)
+
+    def set(self, prop, value) -> bool:
+        return True
+
+    def get(self, prop) -> float:
+        return 0.0
+
+    def release(self) -> None:
+        pass
+
+
+def test_camera_unplugged_then_back(tmp_path, store, renderer):
+    camera = UnpluggedCamera([True] * 3 + [False] * 3)
+    clock = [0.0]
+
+    def fake_sleep(seconds):
+        clock[0] += seconds
+
+    def now():
+        clock[0] += 0.01
+        return clock[0]
+
+    with Webcam(0, 640, 480, 30, open_capture=camera, clock=now, sleep=fake_sleep) as source, \
+            FileSink(tmp_path / "out.mp4", *OUT, 30.0) as sink:
+        pipeline = Pipeline(settings(store), MODEL.cfg, renderer, store, "demo", source, sink, lossless=True)
+        pipeline.max_frames = 8
+        run(pipeline)
+        status = pipeline.status()
+    assert status.frames_out == 8  # frames kept coming after the camera came back
+    assert camera.reads > 8
+
+
+def test_corrupt_starting_profile_is_one_line(tmp_path, store, renderer):
+    (store.root / "default" / "keyframe.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(VcamError) as err:
+        Pipeline(settings(store), MODEL.cfg, renderer, store, "demo", None, FileSink(tmp_path / "o.mp4", *OUT, 30.0))
+    assert "\n" not in str(err.value) and "damaged" in str(err.value)
+
+
+def test_camera_off_mode_is_driven_by_time_alone(tmp_path, store, renderer):
+    with FileSink(tmp_path / "out.mp4", *OUT, 30.0) as sink:
+        pipeline = Pipeline(settings(store, camera_off=True), MODEL.cfg, renderer, store, "demo", None, sink)
+        pipeline.max_frames = 5
+        run(pipeline)
+        assert pipeline.status().frames_out == 5
+        assert pipeline.status().camera == "camera off"
+
+
+def test_controller_calls(tmp_path, store, renderer):
+    with FileSink(tmp_path / "out.mp4", *OUT, 30.0) as sink:
+        pipeline = Pipeline(settings(store), MODEL.cfg, renderer, store, "demo", None, sink)
+        changes = []
+        pipeline.add_listener(lambda: changes.append(1))
+        pipeline.set_frontalize(True)
+        pipeline.set_frontalize_strength(1.7)
+        assert pipeline.frontalize and pipeline.frontalize_strength == 1.0
+        pipeline.pause()
+        assert pipeline.paused and pipeline.status().state == PipelineState.PAUSED
+        pipeline.resume()
+        assert not pipeline.paused
+        assert pipeline.profiles() == ["default", "mirrored"]
+        assert len(changes) >= 3

@@ -1,0 +1,115 @@
+"""Wiring: from :class:`Settings` to a running :class:`Pipeline` (used by ``vcam run`` and ``vcam tray``)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.resources
+import logging
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .audio import Microphone
+from .capture import open_source
+from .errors import VcamError
+from .models import CONFIGS, TalkingHeadModel, build_model, demo_config
+from .pipeline import Pipeline
+from .profiles import ProfileStore
+from .settings import Settings
+from .sinks import open_sink
+from .weights import MANIFEST, load_model, weights_id
+
+log = logging.getLogger("vcam")
+
+DEMO_SEED = 0
+DEMO_BANNER = "DEMO MODEL (random weights) - run `vcam weights fetch` for real avatars"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: TalkingHeadModel
+    weights_id: str
+    demo: bool
+
+
+def weights_folder(settings: Settings) -> Path:
+    return settings.weights_dir / settings.model
+
+
+def open_model(settings: Settings) -> LoadedModel:
+    """The installed weights, or the clearly labelled demo model (seeded weights) when there are none."""
+    folder = weights_folder(settings)
+    if (folder / MANIFEST).is_file():
+        return LoadedModel(load_model(folder), weights_id(folder), demo=False)
+    log.warning(
+        "no %s weights in %s: using the built-in demo model. Get the real weights with `vcam weights fetch`%s.",
+        settings.model, folder, "" if settings.model == "liveportrait" else f" or `vcam weights import --model {settings.model} FILE`",
+    )
+    cfg = demo_config(CONFIGS[settings.model])
+    return LoadedModel(build_model(cfg, seed=DEMO_SEED), f"{cfg.name}-seed{DEMO_SEED}", demo=True)
+
+
+def open_renderer(settings: Settings, loaded: LoadedModel):  # -> tuple[Renderer, str]
+    from .render import select_renderer
+
+    return select_renderer(settings.backend, loaded.model, settings.engines_dir, loaded.weights_id, settings.precision)
+
+
+def profile_store(settings: Settings) -> ProfileStore:
+    """The profile folder; an installed vcam seeds it with the bundled default avatar on first use."""
+    store = ProfileStore(settings.profiles_dir)
+    if "default" not in store.names():
+        bundled = importlib.resources.files("vcam") / "bundled_profiles" / "default"
+        if bundled.is_dir():
+            with importlib.resources.as_file(bundled) as folder:
+                store.root.mkdir(parents=True, exist_ok=True)
+                shutil.copytree(folder, store.root / "default")
+    return store
+
+
+@contextlib.contextmanager
+def running_pipeline(settings: Settings, lossless: bool = False, on_ready: Callable[[str], None] | None = None) -> Iterator[Pipeline]:
+    """A started pipeline; on exit it stops and releases camera, virtual camera and microphone."""
+    loaded = open_model(settings)
+    renderer, reason = open_renderer(settings, loaded)
+    if on_ready is not None:
+        on_ready(reason)
+    store = profile_store(settings)
+    source = None
+    if not settings.camera_off:
+        source = open_source(settings.camera, settings.camera_width, settings.camera_height, settings.camera_fps,
+                             loop=settings.loop_clip and not lossless, realtime=not lossless)
+    sink = open_sink(settings.sink, settings.output_width, settings.output_height, settings.output_fps, settings.virtual_camera_backend)
+    microphone = Microphone(device=settings.audio_device) if settings.audio else None
+    with contextlib.ExitStack() as stack:
+        if source is not None:
+            stack.enter_context(source)
+        stack.enter_context(sink)
+        if microphone is not None:
+            stack.enter_context(microphone)
+        pipeline = Pipeline(
+            settings, loaded.model.cfg, renderer, store, loaded.weights_id, source, sink,
+            microphone=microphone, backend_description=renderer.name,
+            banner=DEMO_BANNER if loaded.demo else None, lossless=lossless,
+        )
+        pipeline.start()
+        try:
+            yield pipeline
+        finally:
+            pipeline.stop()
+            pipeline.join(timeout=10)
+            close = getattr(renderer, "close", None)
+            if close is not None:
+                close()
+
+
+def check_profile(settings: Settings) -> None:
+    """Fail early, with the fix, when the chosen profile is missing or damaged."""
+    store = profile_store(settings)
+    if settings.profile not in store.names():
+        raise VcamError(
+            f"no profile named {settings.profile!r} in {store.root} (have: {', '.join(store.names()) or 'none'}); "
+            f"create it with `vcam profile create {settings.profile} PHOTO`"
+        )
+    store.load(settings.profile)

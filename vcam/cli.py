@@ -1,0 +1,263 @@
+"""The ``vcam`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import VcamError
+from .settings import Settings, load_settings
+
+
+def _bool_flag(parser: argparse.ArgumentParser, name: str, help: str) -> None:
+    parser.add_argument(f"--{name}", dest=name.replace("-", "_"), action=argparse.BooleanOptionalAction, default=None, help=help)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", dest="camera", help="webcam index, /dev/videoN, or a clip/image to play (default: settings' camera)")
+    p.add_argument("--sink", help="virtual, virtual:DEVICE, file:PATH (.mp4/.avi/.y4m) or preview")
+    p.add_argument("--profile", help="avatar profile to start with")
+    p.add_argument("--backend", choices=["auto", "tensorrt", "torch", "onnxruntime"])
+    p.add_argument("--model", choices=["liveportrait", "facevid2vid"])
+    p.add_argument("--strength", dest="frontalize_strength", type=float, help="frontalization strength 0..1")
+    p.add_argument("--width", dest="output_width", type=int)
+    p.add_argument("--height", dest="output_height", type=int)
+    p.add_argument("--fps", dest="output_fps", type=float)
+    _bool_flag(p, "frontalize", "make the avatar look into the camera")
+    _bool_flag(p, "mirror", "mirror the output horizontally")
+    _bool_flag(p, "preview", "also show a preview window")
+    _bool_flag(p, "audio", "use the microphone to drive the mouth when the face is lost")
+    _bool_flag(p, "camera-off", "no camera: drive the avatar by voice and idle motion")
+
+
+SETTING_KEYS = (
+    "camera", "sink", "profile", "backend", "model", "frontalize_strength", "output_width", "output_height",
+    "output_fps", "frontalize", "mirror", "preview", "audio", "camera_off",
+)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(**{k: getattr(args, k) for k in SETTING_KEYS if hasattr(args, k)})
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _status_line(pipeline: Any) -> str:
+    s = pipeline.status()
+    stages = " ".join(f"{k} {v:.1f}" for k, v in s.stage_ms.items())
+    return f"{s.state.value:9} {s.fps:5.1f} fps  latency {s.latency_ms:6.1f} ms  [{stages}] ms  {s.profile}  {s.message}"
+
+
+# -- commands -------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .app import check_profile, running_pipeline
+
+    settings = _settings(args)
+    check_profile(settings)
+    lossless = args.frames is not None and not settings.sink.startswith("virtual") and not args.realtime
+    with running_pipeline(settings, lossless=lossless, on_ready=lambda reason: _say(f"vcam: renderer {reason}")) as pipeline:
+        pipeline.max_frames = args.frames
+        _say(f"vcam: {pipeline.status().camera} → {pipeline.sink.description} as {settings.profile!r}; Ctrl-C stops")
+        last = 0.0
+        while not pipeline.wait(timeout=0.2):
+            if sys.stderr.isatty() and time.monotonic() - last > 1.0:
+                last = time.monotonic()
+                print("\r" + _status_line(pipeline), end="", file=sys.stderr, flush=True)
+        status = pipeline.status()
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    _say(f"vcam: {status.frames_out} frames out of {status.frames_in} in, {status.fps:.1f} fps, latency {status.latency_ms:.0f} ms")
+    if status.state.value == "error":
+        raise VcamError(status.message)
+    return 0
+
+
+def cmd_tray(args: argparse.Namespace) -> int:
+    from tray.app import run_tray
+
+    from .app import check_profile, running_pipeline
+
+    settings = _settings(args)
+    check_profile(settings)
+    with running_pipeline(settings) as pipeline:
+        run_tray(pipeline)
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from .app import open_model, open_renderer, profile_store
+
+    settings = load_settings()
+    store = profile_store(settings)
+    if args.action == "list":
+        good, bad = store.scan()
+        for profile in good:
+            mark = "*" if profile.name == settings.profile else " "
+            print(f"{mark} {profile.name}")
+        for problem in bad:
+            print(f"! {problem.name}: {problem.message}")
+        if not good and not bad:
+            print(f"no profiles in {store.root}; create one with `vcam profile create NAME PHOTO`")
+    elif args.action == "show":
+        profile = store.load(args.name)
+        h, w = profile.keyframe.shape[:2]
+        print(f"name:     {profile.name}\nfolder:   {profile.folder}\ncreated:  {profile.created}\nkeyframe: {w}x{h}")
+        print(f"face box: centre ({profile.box.cx:.0f}, {profile.box.cy:.0f}), side {profile.box.size:.0f} px")
+        if profile.credit:
+            print(f"credit:   {profile.credit}")
+    elif args.action == "remove":
+        store.remove(args.name)
+        print(f"removed profile {args.name}")
+    elif args.action == "create":
+        loaded = open_model(settings)
+        renderer, _ = open_renderer(settings, loaded)
+        profile = store.create(
+            args.name, Path(args.photo), renderer.prepare_source, loaded.weights_id, loaded.model.cfg.input_size,
+            credit=args.credit or "", replace=args.replace,
+        )
+        print(f"created profile {profile.name} in {profile.folder}; use it with `vcam run --profile {profile.name}`")
+    return 0
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    from . import weights
+    from .download import terminal_progress
+    from .models import CONFIGS
+
+    settings = load_settings(model=args.model)
+    dest = settings.weights_dir / settings.model
+    if args.action == "fetch":
+        weights.fetch(settings.model, dest, settings.weights_dir / "downloads", progress=terminal_progress)
+        print(f"installed {settings.model} weights in {dest}")
+    elif args.action == "import":
+        weights.import_and_install(CONFIGS[settings.model], [Path(p) for p in args.files], dest)
+        print(f"imported {settings.model} weights into {dest}")
+    elif args.action == "verify":
+        bad = weights.verify(dest)
+        if bad:
+            raise VcamError(f"damaged weight files in {dest}: {', '.join(bad)}; run `vcam weights fetch` again")
+        print(f"{settings.model} weights in {dest} are intact")
+    return 0
+
+
+def cmd_engines(args: argparse.Namespace) -> int:
+    from .app import open_model
+    from .render import build_engines
+
+    settings = load_settings()
+    loaded = open_model(settings)
+    manifest = build_engines(loaded.model, settings.engines_dir, loaded.weights_id, precision=settings.precision, rebuild=args.rebuild)
+    print(f"engines written to {settings.engines_dir}: {manifest}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import run_checks
+
+    for line in run_checks(load_settings()):
+        print(line)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .render import run_bench
+
+    settings = load_settings(model=args.model)
+    run_bench(
+        model_name=settings.model, backends=args.backends, frames=args.frames,
+        weights_dir=settings.weights_dir, engines_dir=settings.engines_dir, json_path=args.json,
+    )
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    from .settings import settings_path
+
+    settings = load_settings()
+    print(f"# {settings_path()}")
+    for key, value in settings.model_dump().items():
+        print(f"{key} = {value!r}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vcam", description="Neural-avatar virtual camera.")
+    parser.add_argument("--version", action="version", version=f"vcam {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the avatar camera in this terminal")
+    _add_run_options(run)
+    run.add_argument("--frames", type=int, help="stop after this many output frames")
+    run.add_argument("--realtime", action="store_true", help="with --frames and a file output, still drop frames like a live camera")
+    run.set_defaults(func=cmd_run)
+
+    tray = sub.add_parser("tray", help="run the avatar camera with a tray icon")
+    _add_run_options(tray)
+    tray.set_defaults(func=cmd_tray)
+
+    profile = sub.add_parser("profile", help="manage avatar profiles")
+    psub = profile.add_subparsers(dest="action", required=True)
+    create = psub.add_parser("create", help="make a profile from a photo")
+    create.add_argument("name")
+    create.add_argument("photo")
+    create.add_argument("--credit", help="where the photo comes from")
+    create.add_argument("--replace", action="store_true", help="overwrite a profile of the same name")
+    psub.add_parser("list", help="list profiles")
+    for action in ("show", "remove"):
+        psub.add_parser(action, help=f"{action} a profile").add_argument("name")
+    profile.set_defaults(func=cmd_profile)
+
+    weights = sub.add_parser("weights", help="get, import and verify model weights")
+    wsub = weights.add_subparsers(dest="action", required=True)
+    for action, text in (("fetch", "download the official weights"), ("verify", "check installed files against their sha256")):
+        wsub.add_parser(action, help=text).add_argument("--model", choices=["liveportrait", "facevid2vid"])
+    imp = wsub.add_parser("import", help="import checkpoint files you downloaded")
+    imp.add_argument("--model", choices=["liveportrait", "facevid2vid"])
+    imp.add_argument("files", nargs="+")
+    weights.set_defaults(func=cmd_weights)
+
+    engines = sub.add_parser("engines", help="TensorRT engines")
+    build = engines.add_subparsers(dest="action", required=True).add_parser("build", help="export ONNX and build TensorRT plans")
+    build.add_argument("--rebuild", action="store_true", help="rebuild plans even when cached ones match")
+    engines.set_defaults(func=cmd_engines)
+
+    sub.add_parser("doctor", help="check camera, virtual camera, GPU, weights and profiles").set_defaults(func=cmd_doctor)
+
+    bench = sub.add_parser("bench", help="measure render speed per backend")
+    bench.add_argument("--backends", nargs="*", help="backends to measure (default: all available)")
+    bench.add_argument("--frames", type=int, default=100, help="timed frames per backend")
+    bench.add_argument("--model", choices=["liveportrait", "facevid2vid"])
+    bench.add_argument("--json", type=Path, help="also write the results as JSON")
+    bench.set_defaults(func=cmd_bench)
+
+    sub.add_parser("settings", help="show the effective settings and their file").set_defaults(func=cmd_settings)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="vcam: %(message)s")
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except VcamError as exc:
+        print(f"vcam: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
