@@ -153,12 +153,17 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 def cmd_engines(args: argparse.Namespace) -> int:
     from .app import open_model
-    from .render import build_engines
+    from .render import build_engines, export_onnx
 
     settings = load_settings()
     loaded = open_model(settings)
-    manifest = build_engines(loaded.model, settings.engines_dir, loaded.weights_id, precision=settings.precision, rebuild=args.rebuild)
-    print(f"engines written to {settings.engines_dir}: {manifest}")
+    if args.onnx_only:
+        manifest = export_onnx(loaded.model, settings.engines_dir, loaded.weights_id)
+    else:
+        manifest = build_engines(loaded.model, settings.engines_dir, loaded.weights_id, precision=settings.precision, rebuild=args.rebuild)
+    for name, graph in manifest.graphs.items():
+        print(f"{name:<18} {graph.precision:<5} max |Δ| vs torch float32 {graph.max_abs_diff:.2e}  {graph.file}")
+    print(f"{manifest.kind} engines for {manifest.model} written to {settings.engines_dir}")
     return 0
 
 
@@ -231,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     engines = sub.add_parser("engines", help="TensorRT engines")
     build = engines.add_subparsers(dest="action", required=True).add_parser("build", help="export ONNX and build TensorRT plans")
     build.add_argument("--rebuild", action="store_true", help="rebuild plans even when cached ones match")
+    build.add_argument("--onnx-only", action="store_true", help="export and check the ONNX graphs only (for the onnxruntime backend)")
     engines.set_defaults(func=cmd_engines)
 
     sub.add_parser("doctor", help="check camera, virtual camera, GPU, weights and profiles").set_defaults(func=cmd_doctor)

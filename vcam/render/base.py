@@ -1,0 +1,74 @@
+"""The :class:`Renderer` protocol every backend implements, and the image conversions they share."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from vcam.errors import VcamError
+from vcam.models import HeadMotion, MotionEstimate, SourceState
+
+
+class Renderer(Protocol):
+    """Draws the avatar: the source side once per profile, motion and render once per frame.
+
+    Crops are (input_size, input_size, 3) uint8 RGB; rendered images are (output_size,
+    output_size, 3) uint8 RGB. Tensors handed in and out live on the CPU; a GPU backend keeps the
+    last bound source on its device, so a source is uploaded once, not per frame. Backends
+    subclass this protocol to inherit the context-manager methods, which always call ``close``.
+    """
+
+    name: str
+    device: str
+
+    def prepare_source(self, crop_rgb: np.ndarray) -> SourceState:
+        """The keyframe's source state (appearance volume, keypoints, pose) as CPU tensors."""
+        ...
+
+    def extract_motion(self, crop_rgb: np.ndarray) -> MotionEstimate:
+        """The head pose and expression of a driving crop, as float32 CPU tensors."""
+        ...
+
+    def render(self, source: SourceState, head: HeadMotion) -> np.ndarray:
+        """The avatar with ``source``'s appearance and ``head``'s pose and expression."""
+        ...
+
+    def close(self) -> None:
+        """Release the device resources; the renderer is unusable afterwards."""
+        ...
+
+    def __enter__(self) -> "Renderer":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self.close()
+
+
+def check_crop(crop_rgb: np.ndarray, size: int) -> np.ndarray:
+    """The crop as a contiguous (size, size, 3) uint8 array, or a VcamError saying what is wrong."""
+    if not isinstance(crop_rgb, np.ndarray) or crop_rgb.dtype != np.uint8 or crop_rgb.shape != (size, size, 3):
+        got = f"{crop_rgb.dtype} {crop_rgb.shape}" if isinstance(crop_rgb, np.ndarray) else type(crop_rgb).__name__
+        raise VcamError(f"the renderer needs a {size}×{size}×3 uint8 RGB face crop, got {got}: crop and resize the frame first")
+    return np.ascontiguousarray(crop_rgb)
+
+
+def image_from_uint8(crop: torch.Tensor) -> torch.Tensor:
+    """(S, S, 3) uint8 RGB → (1, 3, S, S) float32 in [0, 1], on ``crop``'s device."""
+    return crop.permute(2, 0, 1).unsqueeze(0).float() / 255
+
+
+def image_to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """(1, 3, H, W) float in [0, 1] → (H, W, 3) uint8 RGB, rounded to the nearest level."""
+    return (image[0].float() * 255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
+
+
+def bind_source(source: SourceState, buffers: dict[str, torch.Tensor]) -> None:
+    """Copy the source tensors named in ``buffers`` into them (device upload), checking shapes."""
+    for name, buffer in buffers.items():
+        value = getattr(source, name)
+        if tuple(value.shape) != tuple(buffer.shape):
+            raise VcamError(f"the avatar profile was made for another model ({name} is {tuple(value.shape)}, not {tuple(buffer.shape)}): recreate the profile")
+        buffer.copy_(value)

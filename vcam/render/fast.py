@@ -1,0 +1,237 @@
+"""Faster formulations of the per-frame networks for CUDA: the same functions, computed differently.
+
+Each rewrite keeps the model's outputs (up to float rounding) and is applied to an inference copy:
+
+* BatchNorm folded into the convolution before it (eval-mode BN is an affine map per channel).
+* Convolutions with channel counts that are not multiples of 8 (the dense-motion hourglass's
+  110- and 142-channel volumes, its 22-channel mask head, 1- and 12-channel output heads) padded
+  with zero weights to multiples of 8, so cuDNN can use tensor cores; the extra outputs are dropped.
+* 3-D convolutions optionally computed as one 2-D convolution over the depth slices with the
+  depth taps stacked as output channels, then summed along depth with shifts ("depth-folded"):
+  narrow outputs such as the 7×7×7 mask head become wide GEMMs. :func:`autotune_convs` times both
+  ways on the device and keeps the faster, per layer.
+* SPADE: instance norm computed with layout-preserving reductions (channels-last stays
+  channels-last; statistics in float32, as ``F.instance_norm`` keeps them), γ and β predicted by
+  one convolution with the 1 of (1 + γ) folded into its bias, and the modulation applied by fused
+  multiply-adds.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+from vcam.models.blocks import SPADE, Decoder, DownBlock2d, DownBlock3d, SameBlock2d, SPADEResnetBlock, UpBlock2d, UpBlock3d
+from vcam.models.warping import DenseMotionNetwork
+
+ALIGN = 8
+
+# Blocks whose forward applies ``norm`` directly to the output of ``conv`` (pre-activation residual
+# blocks, which normalise *before* their convs, are deliberately absent).
+CONV_THEN_NORM: tuple[tuple[type[nn.Module], str, str], ...] = (
+    (SameBlock2d, "conv", "norm"),
+    (DownBlock2d, "conv", "norm"),
+    (UpBlock2d, "conv", "norm"),
+    (DownBlock3d, "conv", "norm"),
+    (UpBlock3d, "conv", "norm"),
+    (Decoder, "conv", "norm"),
+    (DenseMotionNetwork, "compress", "norm"),
+)
+
+
+def fold_batchnorm(network: nn.Module) -> None:
+    """Fold every eval-mode BatchNorm that directly follows a convolution into that convolution."""
+    for module in list(network.modules()):
+        for kind, conv_name, norm_name in CONV_THEN_NORM:
+            norm = getattr(module, norm_name, None)
+            if isinstance(module, kind) and isinstance(norm, nn.modules.batchnorm._BatchNorm):
+                conv = getattr(module, conv_name)
+                conv.weight, conv.bias = fuse_conv_bn_weights(
+                    conv.weight, conv.bias, norm.running_mean, norm.running_var, norm.eps, norm.weight, norm.bias
+                )
+                setattr(module, norm_name, nn.Identity())
+
+
+def _aligned(channels: int) -> int:
+    return -(-channels // ALIGN) * ALIGN
+
+
+def _memory_format(dims: int) -> torch.memory_format:
+    return torch.channels_last_3d if dims == 3 else torch.channels_last
+
+
+class FastConv(nn.Module):
+    """A 2-D or 3-D convolution (groups 1) with channels padded to multiples of 8 and, for 3-D
+    stride-1 cubic kernels, a depth-folded alternative; ``mode`` picks "direct" or "folded"."""
+
+    def __init__(self, conv: nn.Conv2d | nn.Conv3d) -> None:
+        super().__init__()
+        self.dims = conv.weight.dim() - 2
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        padded_in, padded_out = _aligned(conv.in_channels), _aligned(conv.out_channels)
+        weight = conv.weight.new_zeros(padded_out, padded_in, *conv.kernel_size)
+        weight[: self.out_channels, : self.in_channels] = conv.weight.detach()
+        bias = conv.weight.new_zeros(padded_out)
+        if conv.bias is not None:
+            bias[: self.out_channels] = conv.bias.detach()
+        memory_format = _memory_format(self.dims)
+        self.weight = nn.Parameter(weight.contiguous(memory_format=memory_format), requires_grad=False)
+        self.bias = nn.Parameter(bias, requires_grad=False)
+        self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+        k = conv.kernel_size[0]
+        self.can_fold = (
+            self.dims == 3 and conv.kernel_size == (k, k, k) and k % 2 == 1 and conv.stride == (1, 1, 1)
+            and conv.padding == (k // 2,) * 3 and conv.dilation == (1, 1, 1)
+        )
+        self.mode = "direct"
+        if self.can_fold:
+            # (O, C, kd, kh, kw) → (kd·O, C, kh, kw): one 2-D output channel per (depth tap, output).
+            folded = weight.permute(2, 0, 1, 3, 4).reshape(k * padded_out, padded_in, k, k)
+            self.folded_weight = nn.Parameter(folded.contiguous(memory_format=torch.channels_last), requires_grad=False)
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with zero channels appended up to the padded width, laid out channels-last."""
+        padded = self.weight.shape[1]
+        memory_format = _memory_format(self.dims)
+        if x.shape[1] == padded:
+            return x.contiguous(memory_format=memory_format)
+        out = x.new_zeros((x.shape[0], padded, *x.shape[2:])).contiguous(memory_format=memory_format)
+        out[:, : x.shape[1]] = x
+        return out
+
+    def _folded(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, d, h, w = x.shape
+        k = self.weight.shape[2]
+        half = k // 2
+        out_channels = self.weight.shape[0]
+        slices = x.permute(0, 2, 1, 3, 4).reshape(b * d, c, h, w)
+        taps = F.conv2d(slices, self.folded_weight, None, padding=half)  # (b·d, k·O, h, w)
+        taps = taps.permute(0, 2, 3, 1).reshape(b, d, h, w, k, out_channels)
+        out = taps[:, :, :, :, half] + self.bias
+        for tap in range(k):
+            shift = tap - half
+            if shift:
+                # Output slice z reads input slice z + shift through depth tap ``tap``.
+                lo, hi = max(0, -shift), min(d, d - shift)
+                out[:, lo:hi] += taps[:, lo + shift : hi + shift, :, :, tap]
+        return out.permute(0, 4, 1, 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._pad(x)
+        if self.mode == "folded":
+            y = self._folded(x)
+        else:
+            conv = F.conv3d if self.dims == 3 else F.conv2d
+            y = conv(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+        if y.shape[1] != self.out_channels:
+            y = y[:, : self.out_channels].contiguous(memory_format=_memory_format(self.dims))
+        return y
+
+
+def use_fast_convs(network: nn.Module) -> None:
+    """Replace convolutions that gain from :class:`FastConv` (unaligned channels, or 3-D)."""
+    for module in list(network.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, (nn.Conv2d, nn.Conv3d)) and child.groups == 1:
+                unaligned = child.in_channels % ALIGN or child.out_channels % ALIGN
+                if unaligned or isinstance(child, nn.Conv3d):
+                    setattr(module, name, FastConv(child))
+
+
+class FusedSPADE(nn.Module):
+    """:class:`SPADE` computed channels-last-friendly: x̂·(1 + γ) + β with one γ/β convolution."""
+
+    def __init__(self, spade: SPADE) -> None:
+        super().__init__()
+        self.mlp_shared = spade.mlp_shared
+        gamma, beta = spade.mlp_gamma, spade.mlp_beta
+        self.channels = gamma.out_channels
+        self.eps = spade.param_free_norm.eps
+        self.scale_shift = nn.Conv2d(gamma.in_channels, 2 * self.channels, gamma.kernel_size, padding=gamma.padding)
+        with torch.no_grad():
+            self.scale_shift.weight.copy_(torch.cat([gamma.weight, beta.weight]))
+            self.scale_shift.bias.copy_(torch.cat([gamma.bias + 1, beta.bias]))
+        self.scale_shift.to(gamma.weight.device).requires_grad_(False)
+
+    def forward(self, x: torch.Tensor, segmap: torch.Tensor) -> torch.Tensor:
+        segmap = F.interpolate(segmap, size=x.shape[2:], mode="nearest")
+        scale, shift = self.scale_shift(self.mlp_shared(segmap)).split(self.channels, dim=1)
+        # Statistics in float32: generator activations reach thousands, so a channel's variance can
+        # exceed fp16's 65504 (→ inf → the channel normalised to zero). Mean and 1/σ fit fp16 again.
+        var, mean = torch.var_mean(x.float(), dim=(2, 3), keepdim=True, correction=0)
+        normalized = (x - mean.to(x.dtype)).mul_(torch.rsqrt(var + self.eps).to(x.dtype))
+        return torch.addcmul(shift, normalized, scale)
+
+
+def use_fused_spade(network: nn.Module) -> None:
+    for block in network.modules():
+        if isinstance(block, SPADEResnetBlock):
+            for name in ("norm_0", "norm_1", "norm_s"):
+                spade = getattr(block, name, None)
+                if isinstance(spade, SPADE):
+                    setattr(block, name, FusedSPADE(spade))
+
+
+def speed_up(network: nn.Module) -> None:
+    """All the rewrites above, in place (BN folding first, while weights are still float32)."""
+    fold_batchnorm(network)
+    use_fused_spade(network)
+    use_fast_convs(network)
+
+
+def _median_ms(run: Callable[[], object], cuda: bool, repeats: int = 10) -> float:
+    """Median time of ``run``: CUDA events on the GPU, the wall clock on the CPU."""
+    for _ in range(3):
+        run()
+    times = []
+    for _ in range(repeats):
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            run()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            began = time.perf_counter()
+            run()
+            times.append((time.perf_counter() - began) * 1e3)
+    return statistics.median(times)
+
+
+def autotune_convs(network: nn.Module, run: Callable[[], object]) -> dict[str, dict[str, float]]:
+    """Time each foldable :class:`FastConv` both ways on the inputs ``run`` feeds it; keep the faster.
+
+    Returns the timings (ms) per layer name. Call under ``torch.no_grad()``. Inputs are kept in
+    the layer's weight dtype: under autocast that is the dtype the convolution really runs in.
+    """
+    convs = {name: m for name, m in network.named_modules() if isinstance(m, FastConv) and m.can_fold}
+    inputs: dict[str, torch.Tensor] = {}
+
+    def keep_input(name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], None]:
+        def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            inputs.setdefault(name, args[0].detach().to(module.weight.dtype, copy=True))
+
+        return hook
+
+    hooks = [conv.register_forward_pre_hook(keep_input(name)) for name, conv in convs.items()]
+    try:
+        run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    timings = {}
+    for name, conv in convs.items():
+        x = inputs[name]
+        timings[name] = {}
+        for mode in ("direct", "folded"):
+            conv.mode = mode
+            timings[name][mode] = _median_ms(lambda: conv(x), x.is_cuda)
+        conv.mode = min(timings[name], key=timings[name].__getitem__)
+    return timings

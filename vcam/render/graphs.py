@@ -1,0 +1,228 @@
+"""The model's networks as graphs with plain tensor inputs and outputs, shared by every backend.
+
+Four graphs cover the whole model (batch 1, fixed shapes):
+
+* ``source`` — :meth:`TalkingHeadModel.prepare_source`: keyframe crop → :class:`SourceState` tensors
+  (appearance extractor F, canonical keypoints from the keypoint detector or the motion extractor,
+  the keyframe's own pose). Runs once per profile.
+* ``motion`` — :meth:`TalkingHeadModel.extract_motion`: driving crop → :class:`MotionEstimate` tensors.
+* ``driving_keypoints`` — keypoint transform + eye/lip retargeting + stitching MLP → ``x_d``.
+  Eye and lip retargeting are switched by gates in the ``retarget`` input instead of Python
+  branches, so one graph serves every :class:`HeadMotion` and can be captured or exported.
+* ``warp_decode`` — warping network W + generator G: (f_s, x_s, x_d) → image in [0, 1].
+
+The same modules are captured in CUDA graphs by the torch backend and exported to ONNX for
+onnxruntime and TensorRT, so every backend runs the same computation.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+import torch
+from torch import nn
+from torch.nn.utils.spectral_norm import SpectralNorm
+
+from vcam.models import HeadMotion, MotionEstimate, SourceState, TalkingHeadModel
+from vcam.models.config import ConvNeXtMotionConfig
+from vcam.models.talking_head import SOURCE_EYE_OPEN, SOURCE_LIP_OPEN
+
+GridSample = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+SOURCE_FIELDS = tuple(f.name for f in fields(SourceState))
+HEAD_FIELDS = ("R", "t", "exp", "scale", "retarget")
+
+
+def inference_copy(model: TalkingHeadModel, grid_sample: GridSample | None = None) -> TalkingHeadModel:
+    """A frozen deep copy of ``model`` for inference.
+
+    Spectral normalisation is folded into plain conv weights (eval-mode spectral norm only divides
+    by the stored σ, so outputs are unchanged) and ``grid_sample``, when given, replaces the dense
+    motion network's 5-D sampling function.
+    """
+    nets = copy.deepcopy(model).eval()
+    for module in nets.modules():
+        if any(isinstance(hook, SpectralNorm) for hook in module._forward_pre_hooks.values()):
+            nn.utils.remove_spectral_norm(module)
+    if grid_sample is not None:
+        nets.warping_module.dense_motion_network.grid_sample = grid_sample
+    return nets.requires_grad_(False)
+
+
+def motion_fields(model: TalkingHeadModel) -> tuple[str, ...]:
+    """Names of the motion graph's outputs: the :class:`MotionEstimate` fields the model fills."""
+    names = ("pitch", "yaw", "roll", "t", "exp", "scale")
+    return names + ("kp",) if isinstance(model.cfg.motion, ConvNeXtMotionConfig) else names
+
+
+def retarget_controls(head: HeadMotion) -> torch.Tensor:
+    """(1, 4): eye-open target, eye gate, mouth-open target, mouth gate (gate 0 = leave as driven)."""
+    eye, mouth = head.eye_open, head.mouth_open
+    values = [eye or 0.0, float(eye is not None), mouth or 0.0, float(mouth is not None)]
+    return torch.tensor([values], dtype=torch.float32)
+
+
+def head_tensors(head: HeadMotion) -> dict[str, torch.Tensor]:
+    """The ``driving_keypoints`` graph's per-frame inputs, float32 on the CPU."""
+    tensors = {"R": head.R, "t": head.t, "exp": head.exp, "scale": head.scale}
+    tensors = {k: v.detach().to("cpu", torch.float32) for k, v in tensors.items()}
+    return tensors | {"retarget": retarget_controls(head)}
+
+
+class SourceGraph(nn.Module):
+    def __init__(self, nets: TalkingHeadModel) -> None:
+        super().__init__()
+        self.nets = nets
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        state = self.nets.prepare_source(image)
+        return tuple(getattr(state, name) for name in SOURCE_FIELDS)
+
+
+class MotionGraph(nn.Module):
+    def __init__(self, nets: TalkingHeadModel) -> None:
+        super().__init__()
+        self.nets = nets
+        self.fields = motion_fields(nets)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        motion = self.nets.extract_motion(image)
+        return tuple(getattr(motion, name) for name in self.fields)
+
+
+class DrivingKeypointsGraph(nn.Module):
+    """``TalkingHeadModel.driving_keypoints`` with eye/lip retargeting gated by ``retarget``.
+
+    A gate of 1 adds exactly the model's delta, a gate of 0 adds exactly zero, so the result equals
+    the model's for every combination of ``eye_open``/``mouth_open`` being set or None.
+    """
+
+    def __init__(self, nets: TalkingHeadModel) -> None:
+        super().__init__()
+        self.nets = nets
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        names = ("x_c", "x_s", "R", "t", "exp", "scale")
+        return names if self.nets.stitching_retargeting_module is None else names + ("retarget",)
+
+    def forward(self, x_c: torch.Tensor, x_s: torch.Tensor, R: torch.Tensor, t: torch.Tensor, exp: torch.Tensor,
+                scale: torch.Tensor, retarget: torch.Tensor | None = None) -> torch.Tensor:
+        x_d = self.nets.keypoints(x_c, HeadMotion(R=R, t=t, exp=exp, scale=scale))
+        module = self.nets.stitching_retargeting_module
+        if module is None:
+            return x_d
+        assert retarget is not None, "a model with retargeting MLPs needs the retarget controls"
+        b = x_d.shape[0]
+        eye = torch.cat([retarget.new_full((b, 2), SOURCE_EYE_OPEN), retarget[:, 0:1]], dim=1)
+        lip = torch.cat([retarget.new_full((b, 1), SOURCE_LIP_OPEN), retarget[:, 2:3]], dim=1)
+        x_d = x_d + retarget[:, 1, None, None] * module.eye_delta(x_s, eye)
+        x_d = x_d + retarget[:, 3, None, None] * module.lip_delta(x_s, lip)
+        return module.stitch(x_s, x_d)
+
+
+class WarpDecodeGraph(nn.Module):
+    def __init__(self, nets: TalkingHeadModel) -> None:
+        super().__init__()
+        self.nets = nets
+
+    def forward(self, f_s: torch.Tensor, x_s: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:
+        return self.nets.warp_decode(f_s, x_s, x_d)
+
+
+@dataclass
+class GraphSpec:
+    """One graph with named example inputs (they fix the exported shapes) and output names."""
+
+    name: str
+    module: nn.Module
+    inputs: dict[str, torch.Tensor]
+    outputs: tuple[str, ...]
+
+
+@dataclass
+class Sample:
+    """A deterministic keyframe crop, driving crop and head motion: example inputs and test data."""
+
+    source_image: torch.Tensor  # (1, 3, S, S) float in [0, 1]
+    driving_image: torch.Tensor
+    source: SourceState
+    head: HeadMotion
+    x_d: torch.Tensor
+
+
+def make_sample(model: TalkingHeadModel, seed: int = 0) -> Sample:
+    """Random crops, the model's own source state for one and the other's motion as the head."""
+    size = model.cfg.input_size
+    generator = torch.Generator().manual_seed(seed)
+    source_image, driving_image = torch.rand(2, 1, 3, size, size, generator=generator)
+    with torch.no_grad():
+        source = SourceState(**model.prepare_source(source_image).tensors())
+        motion = model.extract_motion(driving_image)
+        head = model.head_motion(motion)
+        head.eye_open, head.mouth_open = 0.25, 0.4
+        x_d = model.driving_keypoints(source, head)
+    return Sample(source_image, driving_image, source, head, x_d)
+
+
+def graph_specs(nets: TalkingHeadModel, sample: Sample) -> list[GraphSpec]:
+    source = sample.source
+    drive = DrivingKeypointsGraph(nets)
+    drive_inputs = {"x_c": source.x_c, "x_s": source.x_s} | head_tensors(sample.head)
+    return [
+        GraphSpec("source", SourceGraph(nets), {"image": sample.source_image}, SOURCE_FIELDS),
+        GraphSpec("motion", MotionGraph(nets), {"image": sample.driving_image}, motion_fields(nets)),
+        GraphSpec("driving_keypoints", drive, {k: drive_inputs[k] for k in drive.input_names}, ("x_d",)),
+        GraphSpec("warp_decode", WarpDecodeGraph(nets), {"f_s": source.f_s, "x_s": source.x_s, "x_d": sample.x_d}, ("image",)),
+    ]
+
+
+@dataclass(frozen=True)
+class PackedLayout:
+    """Small float32 tensors laid out in one flat buffer, so one copy moves all of them.
+
+    Each field starts at a 256-byte boundary (TensorRT's alignment for tensor addresses).
+    """
+
+    shapes: dict[str, tuple[int, ...]]
+    align: int = 64  # float32 elements
+
+    def offsets(self) -> dict[str, int]:
+        offsets, at = {}, 0
+        for name, shape in self.shapes.items():
+            offsets[name] = at
+            at += -(-math.prod(shape) // self.align) * self.align
+        return offsets
+
+    @property
+    def size(self) -> int:
+        last = list(self.shapes)[-1]
+        return self.offsets()[last] + math.prod(self.shapes[last])
+
+    def views(self, buffer: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Views into ``buffer`` (flat, at least ``size`` long), one per field, shaped."""
+        offsets = self.offsets()
+        return {name: buffer[offsets[name] : offsets[name] + math.prod(shape)].view(shape) for name, shape in self.shapes.items()}
+
+    def pack(self, tensors: dict[str, torch.Tensor], buffer: torch.Tensor) -> None:
+        for name, view in self.views(buffer).items():
+            view.copy_(tensors[name])
+
+
+def motion_layout(model: TalkingHeadModel) -> PackedLayout:
+    k = model.cfg.num_kp
+    shapes = {"pitch": (1,), "yaw": (1,), "roll": (1,), "t": (1, 3), "exp": (1, k, 3), "scale": (1, 1), "kp": (1, k, 3)}
+    return PackedLayout({name: shapes[name] for name in motion_fields(model)})
+
+
+def head_layout(model: TalkingHeadModel) -> PackedLayout:
+    k = model.cfg.num_kp
+    return PackedLayout({"R": (1, 3, 3), "t": (1, 3), "exp": (1, k, 3), "scale": (1, 1), "retarget": (1, 4)})
+
+
+def motion_estimate(tensors: dict[str, torch.Tensor]) -> MotionEstimate:
+    """A :class:`MotionEstimate` of float32 CPU tensors (copies) from the motion graph's outputs."""
+    return MotionEstimate(**{name: value.detach().to("cpu", torch.float32).clone() for name, value in tensors.items()})

@@ -1,0 +1,226 @@
+"""The torch backend: float32 on the CPU; on CUDA fp16/bf16 with channels-last weights and CUDA graphs.
+
+On CUDA the per-frame work is two fixed sequences of kernels over fixed buffers: motion (crop →
+motion estimate) and render (head → driving keypoints → warp → decode → uint8 image). Each is
+captured once into a CUDA graph and replayed, so a frame costs one upload, one replay and one
+download. The heavy networks (motion extractor, warping network, generator) hold weights in the
+reduced dtype and run under autocast, which keeps the geometry (sparse motions, heatmaps,
+softmax, sampling grids) in float32; the keypoint math and retargeting MLPs stay float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from vcam.errors import VcamError
+from vcam.models import HeadMotion, MotionEstimate, SourceState, TalkingHeadModel
+
+from .base import Renderer, bind_source, check_crop, image_from_uint8, image_to_uint8
+from .fast import autotune_convs, speed_up
+from .graphs import (
+    DrivingKeypointsGraph,
+    MotionGraph,
+    WarpDecodeGraph,
+    head_layout,
+    head_tensors,
+    inference_copy,
+    motion_estimate,
+    motion_layout,
+)
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class _Autocast(nn.Module):
+    """Runs ``inner`` under CUDA autocast (inside the module, so torch.compile traces it too)."""
+
+    def __init__(self, inner: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.inner = inner
+        self.dtype = dtype
+
+    def forward(self, *args: torch.Tensor) -> object:
+        with torch.autocast("cuda", dtype=self.dtype, cache_enabled=False):
+            return self.inner(*args)
+
+
+def _channels_last(module: nn.Module) -> None:
+    """Store conv weights channels-last, so cuDNN picks its NHWC/NDHWC kernels throughout."""
+    for conv in module.modules():
+        if isinstance(conv, nn.Conv2d):
+            conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last)
+        elif isinstance(conv, nn.Conv3d):
+            conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last_3d)
+
+
+def _capture(step: Callable[[], None], stream: torch.cuda.Stream) -> Callable[[], None]:
+    """``step`` warmed up (cuDNN autotuning, compilation) and captured into a CUDA graph."""
+    with torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False):
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                step()
+        stream.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=stream):
+            step()
+    return graph.replay
+
+
+class TorchRenderer(Renderer):
+    """The model in torch. ``device`` "cpu" renders float32; on CUDA, ``precision`` (fp16, bf16 or
+    fp32), ``channels_last``, ``cuda_graphs``, ``fast`` (the rewrites of :mod:`vcam.render.fast`,
+    tuned on the device) and ``compile_mode`` (a torch.compile mode, or None) choose how the
+    per-frame path runs."""
+
+    def __init__(
+        self,
+        model: TalkingHeadModel,
+        device: str = "cpu",
+        precision: str = "fp32",
+        *,
+        channels_last: bool = True,
+        cuda_graphs: bool = True,
+        compile_mode: str | None = None,
+        fast: bool = True,
+    ) -> None:
+        target = torch.device(device)
+        cuda = target.type == "cuda"
+        if cuda and target.index is None:
+            target = torch.device("cuda", torch.cuda.current_device())
+        if precision not in PRECISIONS or (not cuda and precision != "fp32"):
+            allowed = ", ".join(PRECISIONS) if cuda else "fp32"
+            raise VcamError(f"torch on {target.type} cannot render in {precision!r}: choose {allowed}")
+        self.name = "torch-cuda" if cuda else "torch-cpu"
+        self.device = str(target)
+        self.precision = precision
+        self._model = model
+        self._cuda = cuda
+        cfg = model.cfg
+        self._size = cfg.input_size
+
+        nets = inference_copy(model)
+        # prepare_source runs the caller's model: the per-frame copy needs no source-side networks.
+        nets.appearance_feature_extractor = nets.canonical_keypoint_detector = None
+        nets.to(target)
+        fast = cuda and fast
+        if fast:
+            speed_up(nets.warping_module)
+            speed_up(nets.spade_generator)
+        dtype = PRECISIONS[precision]
+        motion: nn.Module = MotionGraph(nets)
+        warp: nn.Module = WarpDecodeGraph(nets)
+        self._drive = DrivingKeypointsGraph(nets)
+        if cuda and channels_last:
+            _channels_last(nets)
+        if dtype != torch.float32:
+            for network in (nets.motion_extractor, nets.warping_module, nets.spade_generator):
+                network.to(dtype)
+            motion, warp = _Autocast(motion, dtype), _Autocast(warp, dtype)
+        self._motion_net, self._warp_net = motion, warp
+
+        self._motion_layout = motion_layout(nets)
+        self._head_layout = head_layout(nets)
+
+        def zeros(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            return torch.zeros(shape, dtype=dtype, device=target)
+
+        self._crop = zeros(self._size, self._size, 3, dtype=torch.uint8)
+        self._motion = zeros(self._motion_layout.size)
+        self._head = zeros(self._head_layout.size)
+        self._image = zeros(cfg.output_size, cfg.output_size, 3, dtype=torch.uint8)
+        volume = (1, cfg.warping.reshape_channel, cfg.appearance.reshape_depth, self._size // 4, self._size // 4)
+        self._source_buffers = {"f_s": zeros(*volume), "x_c": zeros(1, cfg.num_kp, 3), "x_s": zeros(1, cfg.num_kp, 3)}
+        self._bound: SourceState | None = None
+        # Pinned host copies let uploads and downloads run asynchronously on the renderer's stream.
+        self._host = {buf: torch.zeros_like(buf, device="cpu").pin_memory() if cuda else buf for buf in (self._crop, self._motion, self._head, self._image)}
+        self._stream = torch.cuda.Stream(target) if cuda else None
+
+        self.conv_timings: dict[str, dict[str, float]] = {}
+        if fast:
+            self._source_buffers["f_s"].normal_()
+            with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False):
+                self.conv_timings = autotune_convs(nets, self._render_pass)
+            self._source_buffers["f_s"].zero_()
+        if cuda and compile_mode is not None:
+            self._motion_net = torch.compile(motion, mode=compile_mode, dynamic=False)
+            self._warp_net = torch.compile(warp, mode=compile_mode, dynamic=False)
+        self._motion_step: Callable[[], None] = self._motion_pass
+        self._render_step: Callable[[], None] = self._render_pass
+        if cuda and cuda_graphs:
+            with torch.no_grad():
+                self._motion_step = _capture(self._motion_pass, self._stream)
+                self._render_step = _capture(self._render_pass, self._stream)
+
+    # -- the two per-frame passes: fixed buffers in, fixed buffers out ----------------------------
+
+    def _motion_pass(self) -> None:
+        outputs = self._motion_net(image_from_uint8(self._crop))
+        for view, value in zip(self._motion_layout.views(self._motion).values(), outputs):
+            view.copy_(value)
+
+    def _render_pass(self) -> None:
+        given = self._source_buffers | self._head_layout.views(self._head)
+        x_d = self._drive(*(given[name] for name in self._drive.input_names))
+        image = self._warp_net(given["f_s"], given["x_s"], x_d)
+        self._image.copy_(image_to_uint8(image))
+
+    # -- Renderer ----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _running(self) -> Iterator[None]:
+        if self._motion_net is None:
+            raise VcamError("this renderer was closed: create a new one")
+        with torch.no_grad(), (torch.cuda.stream(self._stream) if self._cuda else contextlib.nullcontext()):
+            yield
+
+    def _send(self, buffer: torch.Tensor) -> None:
+        """Host copy → device buffer (a no-op on the CPU, where they are one tensor)."""
+        host = self._host[buffer]
+        if host is not buffer:
+            buffer.copy_(host, non_blocking=True)
+
+    def _receive(self, buffer: torch.Tensor) -> torch.Tensor:
+        """Device buffer → its host copy, once the stream's work is done."""
+        host = self._host[buffer]
+        if host is not buffer:
+            host.copy_(buffer, non_blocking=True)
+            self._stream.synchronize()
+        return host
+
+    def prepare_source(self, crop_rgb: np.ndarray) -> SourceState:
+        """Runs the model itself (float32, on the device the caller keeps it on)."""
+        image = image_from_uint8(torch.from_numpy(check_crop(crop_rgb, self._size)))
+        device = next(self._model.parameters()).device
+        with self._running():
+            return SourceState(**self._model.prepare_source(image.to(device)).tensors())
+
+    def extract_motion(self, crop_rgb: np.ndarray) -> MotionEstimate:
+        crop = torch.from_numpy(check_crop(crop_rgb, self._size))
+        with self._running():
+            self._host[self._crop].copy_(crop)
+            self._send(self._crop)
+            self._motion_step()
+            packed = self._receive(self._motion)
+        return motion_estimate(self._motion_layout.views(packed))
+
+    def render(self, source: SourceState, head: HeadMotion) -> np.ndarray:
+        with self._running():
+            if source is not self._bound:
+                bind_source(source, self._source_buffers)
+                self._bound = source
+            self._head_layout.pack(head_tensors(head), self._host[self._head])
+            self._send(self._head)
+            self._render_step()
+            return self._receive(self._image).numpy().copy()
+
+    def close(self) -> None:
+        if self._cuda and self._stream is not None:
+            self._stream.synchronize()
+        self._motion_step = self._render_step = None  # type: ignore[assignment]
+        self._motion_net = self._warp_net = None  # type: ignore[assignment]
+        self._bound = None
