@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -178,28 +177,6 @@ with PreviewSink({TITLE!r}) as sink:
 """
 
 
-@pytest.fixture(scope="module")
-def xvfb() -> Iterator[str]:
-    """A private X server; its display name (Xvfb picks a free number and reports it when ready)."""
-    if shutil.which("Xvfb") is None:
-        pytest.skip("Xvfb is not installed")
-    read_end, write_end = os.pipe()
-    server = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", "640x480x24", "-nolisten", "tcp"],
-        pass_fds=(write_end,),
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_end)
-    with os.fdopen(read_end) as ready:
-        number = ready.readline().strip()
-    if not number:
-        server.kill()
-        pytest.skip("Xvfb did not start")
-    yield f":{number}"
-    server.terminate()
-    server.wait(timeout=10)
-
-
 def run_preview(display: str, close_window: list[str]) -> str:
     """Show the preview in a child process, run close_window against it, and return how it ended."""
     env = {**os.environ, "DISPLAY": display, "PYTHONPATH": str(REPO), "QT_LOGGING_RULES": "*=false"}
@@ -215,18 +192,18 @@ def run_preview(display: str, close_window: list[str]) -> str:
 
 
 @pytest.mark.parametrize("key", ["q", "Escape"])
-def test_preview_closes_on_q_or_escape(xvfb: str, key: str) -> None:
+def test_preview_closes_on_q_or_escape(x_display: str, key: str) -> None:
     if shutil.which("xdotool") is None:
         pytest.skip("xdotool is not installed")
     press = ["xdotool", "search", "--sync", "--name", TITLE, "windowfocus", "--sync", "key", key]
-    assert run_preview(xvfb, press) == "closed"
+    assert run_preview(x_display, press) == "closed"
 
 
-def test_preview_closes_when_the_user_closes_the_window(xvfb: str) -> None:
+def test_preview_closes_when_the_user_closes_the_window(x_display: str) -> None:
     pytest.importorskip("Xlib")
     # what a window manager's close button does: send WM_DELETE_WINDOW to the window
     close = [sys.executable, "-c", CLOSE_WINDOW, TITLE]
-    assert run_preview(xvfb, close) == "closed"
+    assert run_preview(x_display, close) == "closed"
 
 
 CLOSE_WINDOW = """

@@ -1,0 +1,37 @@
+"""Fixtures shared by several test modules."""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+TIMEOUT = 10.0
+
+
+@pytest.fixture(scope="session")
+def x_display() -> Iterator[str]:
+    """A private Xvfb server on a free display number (Xvfb picks it and reports it when ready)."""
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (apt-get install xvfb): no X server for windows and tray icons")
+    read_end, write_end = os.pipe()
+    server = subprocess.Popen(
+        # -noreset: the server would otherwise reset whenever its last client leaves, between
+        # tests, and refuse whoever connects meanwhile
+        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", "640x480x24", "-nolisten", "tcp", "-noreset"],
+        pass_fds=(write_end,),
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_end)
+    try:
+        assert select.select([read_end], [], [], TIMEOUT)[0], "Xvfb did not start"
+        number = os.read(read_end, 64).decode().strip()
+        yield f":{number}"
+    finally:
+        os.close(read_end)
+        server.terminate()
+        server.wait(TIMEOUT)
