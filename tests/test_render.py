@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from vcam.errors import VcamError
 from vcam.models import FACEVID2VID, LIVEPORTRAIT, HeadMotion, MotionEstimate, SourceState, TalkingHeadModel, build_model, demo_config
+from vcam.models.blocks import SPADE
 from vcam.render import grid_sample_3d_gather, run_bench, select_renderer
 from vcam.render.base import image_to_uint8
 from vcam.render.fast import FastConv, FusedSPADE, autotune_convs, speed_up
@@ -254,6 +255,21 @@ def test_conv_autotuning_under_reduced_precision(model: TalkingHeadModel) -> Non
     assert sorted(timings) == sorted(foldable) and all(t["direct"] > 0 and t["folded"] > 0 for t in timings.values())
     assert all(m.mode == min(timings[n], key=timings[n].get) for n, m in nets.named_modules() if n in timings)
     assert got.shape == expected.shape and (got - expected).abs().mean() < 0.05
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_fused_spade_keeps_large_activations_in_reduced_precision(dtype: torch.dtype) -> None:
+    """The generator's SPADE inputs reach thousands (variance past fp16's 65504): statistics must not overflow."""
+    torch.manual_seed(0)
+    spade = SPADE(64, 3).eval()
+    x = torch.randn(1, 64, 32, 32) * 400 + 100
+    segmap = torch.rand(1, 3, 64, 64)
+    assert torch.var(x, dim=(2, 3)).min() > torch.finfo(torch.float16).max
+    with torch.no_grad():
+        expected = spade(x, segmap)
+        got = FusedSPADE(spade).to(dtype)(x.to(dtype), segmap.to(dtype)).float()
+    tolerance = 4 * torch.finfo(dtype).eps * expected.abs().max()
+    assert (got - expected).abs().max() < tolerance
 
 
 # -- the torch backend on CUDA ---------------------------------------------------------------------
