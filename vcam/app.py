@@ -16,6 +16,7 @@ from .errors import VcamError
 from .models import CONFIGS, TalkingHeadModel, build_model, demo_config
 from .pipeline import Pipeline
 from .profiles import ProfileStore
+from .render.base import Renderer
 from .settings import Settings
 from .sinks import open_sink
 from .weights import MANIFEST, load_model, weights_id
@@ -50,7 +51,8 @@ def open_model(settings: Settings) -> LoadedModel:
     return LoadedModel(build_model(cfg, seed=DEMO_SEED), f"{cfg.name}-seed{DEMO_SEED}", demo=True)
 
 
-def open_renderer(settings: Settings, loaded: LoadedModel):  # -> tuple[Renderer, str]
+def open_renderer(settings: Settings, loaded: LoadedModel) -> tuple[Renderer, str]:
+    """The backend ``settings.backend`` asks for (``auto``: the fastest here) and why it was chosen."""
     from .render import select_renderer
 
     return select_renderer(settings.backend, loaded.model, settings.engines_dir, loaded.weights_id, settings.precision)

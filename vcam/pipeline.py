@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 import cv2
 import numpy as np
@@ -28,23 +28,16 @@ from .audio import Microphone
 from .capture import Frame, FrameSource
 from .compose import Compositor, draw_banner
 from .errors import VcamError
-from .models import HeadMotion, MotionEstimate, ModelConfig, SourceState
+from .models import ModelConfig, SourceState
 from .motion import MotionSettings, MotionStage
 from .profiles import Profile, ProfileStore
+from .render.base import Renderer
 from .settings import Settings, settings_path
 from .sinks import FrameSink, PreviewSink
 from .tracking import FaceTracker
 
 log = logging.getLogger("vcam.pipeline")
 T = TypeVar("T")
-
-
-class Renderer(Protocol):
-    name: str
-
-    def prepare_source(self, crop_rgb: np.ndarray) -> SourceState: ...
-    def extract_motion(self, crop_rgb: np.ndarray) -> MotionEstimate: ...
-    def render(self, source: SourceState, head: HeadMotion) -> np.ndarray: ...
 
 
 class PipelineState(str, Enum):
