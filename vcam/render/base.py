@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from vcam.errors import VcamError
-from vcam.models import HeadMotion, MotionEstimate, SourceState
+from vcam.models import HeadMotion, ModelConfig, MotionEstimate, SourceState
 
 
 class Renderer(Protocol):
@@ -65,10 +65,27 @@ def image_to_uint8(image: torch.Tensor) -> torch.Tensor:
     return (image[0].float() * 255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
 
 
-def bind_source(source: SourceState, buffers: dict[str, torch.Tensor]) -> None:
-    """Copy the source tensors named in ``buffers`` into them (device upload), checking shapes."""
-    for name, buffer in buffers.items():
-        value = getattr(source, name)
-        if tuple(value.shape) != tuple(buffer.shape):
-            raise VcamError(f"the avatar profile was made for another model ({name} is {tuple(value.shape)}, not {tuple(buffer.shape)}): recreate the profile")
-        buffer.copy_(value)
+class SourceUpload:
+    """The source side's device buffers (f_s, x_c, x_s), uploaded again only when another avatar
+    is rendered: a profile's tensors cross to the device once, not per frame."""
+
+    def __init__(self, cfg: ModelConfig, device: torch.device | str) -> None:
+        side = cfg.input_size // 4
+        volume = (1, cfg.warping.reshape_channel, cfg.appearance.reshape_depth, side, side)
+        keypoints = (1, cfg.num_kp, 3)
+        self.buffers = {name: torch.zeros(shape, device=device) for name, shape in (("f_s", volume), ("x_c", keypoints), ("x_s", keypoints))}
+        self._bound: SourceState | None = None
+
+    def bind(self, source: SourceState) -> None:
+        """Copy ``source`` into the buffers unless it is the one already there, checking shapes."""
+        if source is self._bound:
+            return
+        for name, buffer in self.buffers.items():
+            value = getattr(source, name)
+            if tuple(value.shape) != tuple(buffer.shape):
+                raise VcamError(f"the avatar profile was made for another model ({name} is {tuple(value.shape)}, not {tuple(buffer.shape)}): recreate the profile")
+            buffer.copy_(value)
+        self._bound = source
+
+    def forget(self) -> None:
+        self._bound = None

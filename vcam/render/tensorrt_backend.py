@@ -19,7 +19,7 @@ import torch
 from vcam.errors import VcamError
 from vcam.models import HeadMotion, MotionEstimate, SourceState, TalkingHeadModel
 
-from .base import Renderer, bind_source, check_crop, image_from_uint8, image_to_uint8
+from .base import Renderer, SourceUpload, check_crop, image_from_uint8, image_to_uint8
 from .graphs import SOURCE_FIELDS, head_layout, head_tensors, motion_estimate, motion_layout
 from .manifest import EngineManifest
 
@@ -89,12 +89,8 @@ class TensorRTRenderer(Renderer):
         self._motion = torch.zeros(self._motion_layout.size, device=device)
         self._head = torch.zeros(self._head_layout.size, device=device)
         self._image = torch.zeros((cfg.output_size, cfg.output_size, 3), dtype=torch.uint8, device=device)
-        volume = (1, cfg.warping.reshape_channel, cfg.appearance.reshape_depth, self._size // 4, self._size // 4)
-        self._source_buffers = {
-            "f_s": torch.zeros(volume, device=device),
-            "x_c": torch.zeros((1, cfg.num_kp, 3), device=device),
-            "x_s": torch.zeros((1, cfg.num_kp, 3), device=device),
-        }
+        self._upload = SourceUpload(cfg, device)
+        self._source_buffers = self._upload.buffers
         self._host = {buf: torch.zeros_like(buf, device="cpu").pin_memory() for buf in (self._crop, self._motion, self._head, self._image)}
 
         def load(graph: str, shared: dict[str, torch.Tensor] | None = None) -> TrtGraph:
@@ -104,7 +100,6 @@ class TensorRTRenderer(Renderer):
         self._motion_plan = load("motion", self._motion_layout.views(self._motion))
         self._drive = load("driving_keypoints", self._head_layout.views(self._head) | self._source_buffers)
         self._warp = load("warp_decode", self._source_buffers | {"x_d": self._drive.tensors["x_d"]})
-        self._bound: SourceState | None = None
         self._closed = False
 
     @contextlib.contextmanager
@@ -140,9 +135,7 @@ class TensorRTRenderer(Renderer):
 
     def render(self, source: SourceState, head: HeadMotion) -> np.ndarray:
         with self._running():
-            if source is not self._bound:
-                bind_source(source, self._source_buffers)
-                self._bound = source
+            self._upload.bind(source)
             self._head_layout.pack(head_tensors(head), self._host[self._head])
             self._head.copy_(self._host[self._head], non_blocking=True)
             self._drive.run(self._stream)
@@ -156,5 +149,5 @@ class TensorRTRenderer(Renderer):
         # Contexts and engines go before the runtime that made them.
         self._source = self._motion_plan = self._drive = self._warp = None  # type: ignore[assignment]
         self._runtime = None
-        self._bound = None
+        self._upload.forget()
         self._closed = True

@@ -20,7 +20,7 @@ from torch import nn
 from vcam.errors import VcamError
 from vcam.models import HeadMotion, MotionEstimate, SourceState, TalkingHeadModel
 
-from .base import Renderer, bind_source, check_crop, image_from_uint8, image_to_uint8
+from .base import Renderer, SourceUpload, check_crop, image_from_uint8, image_to_uint8
 from .fast import autotune_convs, speed_up
 from .graphs import (
     DrivingKeypointsGraph,
@@ -133,9 +133,8 @@ class TorchRenderer(Renderer):
         self._motion = zeros(self._motion_layout.size)
         self._head = zeros(self._head_layout.size)
         self._image = zeros(cfg.output_size, cfg.output_size, 3, dtype=torch.uint8)
-        volume = (1, cfg.warping.reshape_channel, cfg.appearance.reshape_depth, self._size // 4, self._size // 4)
-        self._source_buffers = {"f_s": zeros(*volume), "x_c": zeros(1, cfg.num_kp, 3), "x_s": zeros(1, cfg.num_kp, 3)}
-        self._bound: SourceState | None = None
+        self._upload = SourceUpload(cfg, target)
+        self._source_buffers = self._upload.buffers
         # Pinned host copies let uploads and downloads run asynchronously on the renderer's stream.
         self._host = {buf: torch.zeros_like(buf, device="cpu").pin_memory() if cuda else buf for buf in (self._crop, self._motion, self._head, self._image)}
         self._stream = torch.cuda.Stream(target) if cuda else None
@@ -210,9 +209,7 @@ class TorchRenderer(Renderer):
 
     def render(self, source: SourceState, head: HeadMotion) -> np.ndarray:
         with self._running():
-            if source is not self._bound:
-                bind_source(source, self._source_buffers)
-                self._bound = source
+            self._upload.bind(source)
             self._head_layout.pack(head_tensors(head), self._host[self._head])
             self._send(self._head)
             self._render_step()
@@ -223,4 +220,4 @@ class TorchRenderer(Renderer):
             self._stream.synchronize()
         self._motion_step = self._render_step = None  # type: ignore[assignment]
         self._motion_net = self._warp_net = None  # type: ignore[assignment]
-        self._bound = None
+        self._upload.forget()
