@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
-"""Where the torch CUDA backend spends a frame: GPU time per captured pass, the depth-folding
-choice per 3-D convolution, and the top kernels of one frame (with and without vcam.render.fast).
+"""Where the torch CUDA backend spends a frame.
+
+Prints the GPU time of each captured pass, every convolution of the per-frame networks timed on
+its own (shape, GFLOP, ms, achieved TFLOP/s: which layers run far from the tensor cores' rate),
+and the top kernels of one compiled frame.
 
     python benchmarks/render_profile.py --model liveportrait --precision fp16
 """
@@ -8,32 +11,105 @@ choice per 3-D convolution, and the top kernels of one frame (with and without v
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vcam.render.bench import load_bench_model  # noqa: E402
+from vcam.render.fast import FastConv  # noqa: E402
 from vcam.render.torch_backend import TorchRenderer  # noqa: E402
 
+NETWORKS = ("motion_extractor", "warping_module", "spade_generator")
 
-def gpu_ms(renderer: TorchRenderer, step: Callable[[], None], repeats: int = 50) -> float:
+
+def gpu_ms(stream: torch.cuda.Stream, step: Callable[[], object], repeats: int = 30) -> float:
+    """Median GPU time of ``step`` on ``stream``, by CUDA events."""
     times = []
-    with torch.no_grad(), torch.cuda.stream(renderer._stream):
-        for i in range(repeats + 5):
+    with torch.no_grad(), torch.cuda.stream(stream):
+        for i in range(repeats + 3):
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
             step()
             end.record()
             end.synchronize()
-            if i >= 5:
+            if i >= 3:
                 times.append(start.elapsed_time(end))
     return statistics.median(times)
+
+
+def conv_gflop(conv: nn.Module, out: torch.Tensor) -> float:
+    weight = conv.weight
+    per_output = math.prod(weight.shape[1:])  # input channels per group × kernel taps
+    return 2 * out.numel() * per_output / 1e9
+
+
+def layer_table(renderer: TorchRenderer, rows: int) -> None:
+    """Time each convolution of the per-frame networks alone, on the input one frame feeds it."""
+    nets = renderer._warp_net.inner.nets if hasattr(renderer._warp_net, "inner") else renderer._warp_net.nets
+    convs = {
+        f"{net}.{name}": module
+        for net in NETWORKS
+        for name, module in getattr(nets, net).named_modules()
+        if isinstance(module, (nn.Conv2d, nn.Conv3d, FastConv))
+    }
+    inputs: dict[str, torch.Tensor] = {}
+
+    def keep(name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], None]:
+        def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            inputs.setdefault(name, args[0].detach().to(module.weight.dtype, copy=True))
+
+        return hook
+
+    hooks = [conv.register_forward_pre_hook(keep(name)) for name, conv in convs.items()]
+    with torch.no_grad(), torch.cuda.stream(renderer._stream):
+        renderer._motion_pass()
+        renderer._render_pass()
+    for hook in hooks:
+        hook.remove()
+    results = []
+    with torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False):
+        for name, conv in convs.items():
+            if name not in inputs:
+                continue
+            x = inputs[name]
+            out = conv(x)
+            ms = gpu_ms(renderer._stream, lambda: conv(x), repeats=10)
+            gflop = conv_gflop(conv, out)
+            results.append((ms, name, tuple(x.shape), tuple(conv.weight.shape), gflop))
+    total_ms = sum(r[0] for r in results)
+    by_net: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for ms, name, *_, gflop in results:
+        by_net[name.split(".")[0]][0] += ms
+        by_net[name.split(".")[0]][1] += gflop
+    print(f"\nconvolutions alone: {len(results)} layers, {total_ms:.3f} ms, "
+          f"{sum(r[4] for r in results):.0f} GFLOP")
+    for net, (ms, gflop) in by_net.items():
+        print(f"  {net:20s} {ms:7.3f} ms {gflop:7.1f} GFLOP {gflop / ms:6.0f} TFLOP/s")
+    print(f"\n{'ms':>7} {'GFLOP':>7} {'TFLOP/s':>7}  layer  input → weight")
+    for ms, name, shape, weight, gflop in sorted(results, reverse=True)[:rows]:
+        print(f"{ms:7.3f} {gflop:7.2f} {gflop / ms:7.0f}  {name}  {shape} → {weight}")
+
+
+def kernel_table(renderer: TorchRenderer, rows: int) -> None:
+    with torch.no_grad(), torch.cuda.stream(renderer._stream):
+        for _ in range(3):
+            renderer._motion_pass()
+            renderer._render_pass()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            renderer._motion_pass()
+            renderer._render_pass()
+            torch.cuda.synchronize()
+    print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=rows, max_name_column_width=100))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,31 +117,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="liveportrait")
     parser.add_argument("--precision", default="fp16", choices=["fp16", "bf16", "fp32"])
     parser.add_argument("--weights", type=Path)
-    parser.add_argument("--kernels", type=int, default=30, help="rows of the kernel table")
+    parser.add_argument("--rows", type=int, default=40, help="rows of the layer and kernel tables")
+    parser.add_argument("--compile-mode", default="default", help="torch.compile mode of the kernel table ('none': eager)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("error: the profile needs a CUDA device", file=sys.stderr)
         return 1
     model, _ = load_bench_model(args.model, args.weights)
-    with TorchRenderer(model, "cuda", args.precision) as renderer:
-        print("3-D convolutions, ms (direct / depth-folded → chosen):")
-        for name, t in sorted(renderer.conv_timings.items(), key=lambda kv: -min(kv[1].values())):
-            print(f"  {name:64s} {t['direct']:7.3f} {t['folded']:7.3f} → {min(t, key=t.__getitem__)}")
-        print(f"GPU time per captured pass: motion {gpu_ms(renderer, renderer._motion_step):.3f} ms, "
-              f"render {gpu_ms(renderer, renderer._render_step):.3f} ms")
-    for fast in (True, False):
-        with TorchRenderer(model, "cuda", args.precision, cuda_graphs=False, fast=fast) as eager, torch.no_grad():
-            with torch.cuda.stream(eager._stream):
-                for _ in range(3):
-                    eager._motion_pass()
-                    eager._render_pass()
-                torch.cuda.synchronize()
-                with profile(activities=[ProfilerActivity.CUDA]) as prof:
-                    eager._motion_pass()
-                    eager._render_pass()
-                    torch.cuda.synchronize()
-        print(f"\nkernels of one frame, {args.precision}, {'with' if fast else 'without'} vcam.render.fast:")
-        print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=args.kernels, max_name_column_width=90))
+    with TorchRenderer(model, "cuda", args.precision, cuda_graphs=False) as eager:
+        print(f"eager GPU time per pass: motion {gpu_ms(eager._stream, eager._motion_pass):.3f} ms, "
+              f"render {gpu_ms(eager._stream, eager._render_pass):.3f} ms")
+        layer_table(eager, args.rows)
+    mode = None if args.compile_mode == "none" else args.compile_mode
+    with TorchRenderer(model, "cuda", args.precision, compile_mode=mode) as compiled:
+        print(f"\ncompiled ({mode}), CUDA graphs, GPU time per pass: motion {gpu_ms(compiled._stream, compiled._motion_step):.3f} ms, "
+              f"render {gpu_ms(compiled._stream, compiled._render_step):.3f} ms")
+        kernel_table(compiled, args.rows)
     return 0
 
 

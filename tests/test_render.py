@@ -18,7 +18,7 @@ from vcam.models import FACEVID2VID, LIVEPORTRAIT, HeadMotion, MotionEstimate, S
 from vcam.models.blocks import SPADE
 from vcam.render import grid_sample_3d_gather, run_bench, select_renderer
 from vcam.render.base import image_to_uint8
-from vcam.render.fast import FastConv, FusedSPADE, autotune_convs, speed_up
+from vcam.render.fast import FastConv, FusedSPADE, PointwiseConv, TapConv, autotune_convs, speed_up
 from vcam.render.graphs import DrivingKeypointsGraph, head_tensors, inference_copy, make_sample
 from vcam.render.torch_backend import TorchRenderer
 
@@ -222,11 +222,13 @@ def test_fast_formulations_compute_the_same_warp_and_decode(model: TalkingHeadMo
     for network in (nets.warping_module, nets.spade_generator):
         speed_up(network)
     convs = [m for m in nets.modules() if isinstance(m, FastConv)]
-    assert any(m.weight.shape[:2] != (m.out_channels, m.in_channels) for m in convs), "no conv needed channel padding"
+    padded = any(m.weight.shape[:2] != (m.out_channels, m.in_channels) for m in convs)
+    assert padded == model.cfg.name.startswith("liveportrait"), "the hourglass's 110/142 channels are padded"
     for conv in convs:
         conv.mode = mode if conv.can_fold else "direct"
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in nets.warping_module.modules())
     assert (model.cfg.name.startswith("liveportrait")) == any(isinstance(m, FusedSPADE) for m in nets.modules())
+    assert any(isinstance(m, TapConv) for m in nets.modules()) and any(isinstance(m, PointwiseConv) for m in nets.modules())
     with torch.no_grad():
         expected = model.warp_decode(sample.source.f_s, sample.source.x_s, sample.x_d)
         got = nets.warp_decode(sample.source.f_s, sample.source.x_s, sample.x_d)
@@ -255,6 +257,26 @@ def test_conv_autotuning_under_reduced_precision(model: TalkingHeadModel) -> Non
     assert sorted(timings) == sorted(foldable) and all(t["direct"] > 0 and t["folded"] > 0 for t in timings.values())
     assert all(m.mode == min(timings[n], key=timings[n].get) for n, m in nets.named_modules() if n in timings)
     assert got.shape == expected.shape and (got - expected).abs().mean() < 0.05
+
+
+@pytest.mark.parametrize(
+    ("conv", "shape"),
+    [
+        (torch.nn.Conv2d(40, 12, 3, padding=1), (1, 40, 9, 7)),
+        (torch.nn.Conv2d(24, 1, 7, padding=3), (1, 24, 10, 12)),
+        (torch.nn.Conv2d(16, 24, 1, bias=False), (1, 16, 5, 6)),
+        (torch.nn.Conv3d(16, 4, 1), (1, 16, 3, 5, 6)),
+    ],
+)
+def test_matrix_product_convolutions_equal_the_convolution(conv: torch.nn.Module, shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    rewritten = PointwiseConv(conv) if conv.kernel_size[0] == 1 else TapConv(conv)
+    assert TapConv.applies_to(conv) == isinstance(rewritten, TapConv)
+    with torch.no_grad():
+        torch.testing.assert_close(rewritten(x), conv(x), atol=1e-5, rtol=1e-4)
+        channels_last = x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+        torch.testing.assert_close(rewritten(channels_last), conv(x), atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
