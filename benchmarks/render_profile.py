@@ -11,8 +11,7 @@ and the top kernels of one compiled frame.
 from __future__ import annotations
 
 import argparse
-import math
-import statistics
+import functools
 import sys
 from collections import defaultdict
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vcam.render.bench import load_bench_model  # noqa: E402
-from vcam.render.fast import FastConv  # noqa: E402
+from vcam.render.fast import FastConv, PointwiseConv, TapConv, layer_inputs, median_ms  # noqa: E402
 from vcam.render.torch_backend import TorchRenderer  # noqa: E402
 
 NETWORKS = ("motion_extractor", "warping_module", "spade_generator")
@@ -33,23 +32,13 @@ NETWORKS = ("motion_extractor", "warping_module", "spade_generator")
 
 def gpu_ms(stream: torch.cuda.Stream, step: Callable[[], object], repeats: int = 30) -> float:
     """Median GPU time of ``step`` on ``stream``, by CUDA events."""
-    times = []
     with torch.no_grad(), torch.cuda.stream(stream):
-        for i in range(repeats + 3):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            step()
-            end.record()
-            end.synchronize()
-            if i >= 3:
-                times.append(start.elapsed_time(end))
-    return statistics.median(times)
+        return median_ms(step, cuda=True, repeats=repeats)
 
 
 def conv_gflop(conv: nn.Module, out: torch.Tensor) -> float:
-    weight = conv.weight
-    per_output = math.prod(weight.shape[1:])  # input channels per group × kernel taps
-    return 2 * out.numel() * per_output / 1e9
+    """Multiply-adds ×2 the layer really does for ``out`` (channel padding included)."""
+    return 2 * out.numel() * conv.weight.numel() / out.shape[1] / 1e9
 
 
 def layer_table(renderer: TorchRenderer, rows: int) -> None:
@@ -59,30 +48,21 @@ def layer_table(renderer: TorchRenderer, rows: int) -> None:
         f"{net}.{name}": module
         for net in NETWORKS
         for name, module in getattr(nets, net).named_modules()
-        if isinstance(module, (nn.Conv2d, nn.Conv3d, FastConv))
+        if isinstance(module, (nn.Conv2d, nn.Conv3d, FastConv, PointwiseConv, TapConv))
     }
-    inputs: dict[str, torch.Tensor] = {}
 
-    def keep(name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], None]:
-        def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            inputs.setdefault(name, args[0].detach().to(module.weight.dtype, copy=True))
-
-        return hook
-
-    hooks = [conv.register_forward_pre_hook(keep(name)) for name, conv in convs.items()]
-    with torch.no_grad(), torch.cuda.stream(renderer._stream):
+    def one_frame() -> None:
         renderer._motion_pass()
         renderer._render_pass()
-    for hook in hooks:
-        hook.remove()
+
+    with torch.no_grad(), torch.cuda.stream(renderer._stream):
+        inputs = layer_inputs(convs, one_frame)
     results = []
     with torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False):
-        for name, conv in convs.items():
-            if name not in inputs:
-                continue
-            x = inputs[name]
+        for name, x in inputs.items():
+            conv = convs[name]
             out = conv(x)
-            ms = gpu_ms(renderer._stream, lambda: conv(x), repeats=10)
+            ms = gpu_ms(renderer._stream, functools.partial(conv, x), repeats=10)
             gflop = conv_gflop(conv, out)
             results.append((ms, name, tuple(x.shape), tuple(conv.weight.shape), gflop))
     total_ms = sum(r[0] for r in results)

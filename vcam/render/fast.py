@@ -20,6 +20,7 @@ Each rewrite keeps the model's outputs (up to float rounding) and is applied to 
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -145,6 +146,11 @@ class PointwiseConv(nn.Module):
         self.weight = nn.Parameter(conv.weight.detach().flatten(1), requires_grad=False)
         self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach(), requires_grad=False)
 
+    @staticmethod
+    def applies_to(conv: nn.Module) -> bool:
+        return (isinstance(conv, (nn.Conv2d, nn.Conv3d)) and conv.groups == 1 and set(conv.kernel_size) == {1}
+                and set(conv.stride) == {1} and set(conv.padding) == {0})
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x.movedim(1, -1), self.weight, self.bias).movedim(-1, 1)
 
@@ -183,11 +189,6 @@ class TapConv(nn.Module):
         return (out + self.bias).movedim(-1, 1)
 
 
-def _pointwise(conv: nn.Module) -> bool:
-    return (isinstance(conv, (nn.Conv2d, nn.Conv3d)) and conv.groups == 1 and set(conv.kernel_size) == {1}
-            and set(conv.stride) == {1} and set(conv.padding) == {0})
-
-
 def use_fast_convs(network: nn.Module) -> None:
     """Replace convolutions that gain from a rewrite: 1×1 → :class:`PointwiseConv`, narrow-output
     2-D → :class:`TapConv`, unaligned channels or 3-D → :class:`FastConv`."""
@@ -195,7 +196,7 @@ def use_fast_convs(network: nn.Module) -> None:
         for name, child in list(module.named_children()):
             if not isinstance(child, (nn.Conv2d, nn.Conv3d)) or child.groups != 1:
                 continue
-            if _pointwise(child):
+            if PointwiseConv.applies_to(child):
                 setattr(module, name, PointwiseConv(child))
             elif TapConv.applies_to(child):
                 setattr(module, name, TapConv(child))
@@ -244,7 +245,7 @@ def speed_up(network: nn.Module) -> None:
     use_fast_convs(network)
 
 
-def _median_ms(run: Callable[[], object], cuda: bool, repeats: int = 10) -> float:
+def median_ms(run: Callable[[], object], cuda: bool, repeats: int = 10) -> float:
     """Median time of ``run``: CUDA events on the GPU, the wall clock on the CPU."""
     for _ in range(3):
         run()
@@ -264,13 +265,9 @@ def _median_ms(run: Callable[[], object], cuda: bool, repeats: int = 10) -> floa
     return statistics.median(times)
 
 
-def autotune_convs(network: nn.Module, run: Callable[[], object]) -> dict[str, dict[str, float]]:
-    """Time each foldable :class:`FastConv` both ways on the inputs ``run`` feeds it; keep the faster.
-
-    Returns the timings (ms) per layer name. Call under ``torch.no_grad()``. Inputs are kept in
-    the layer's weight dtype: under autocast that is the dtype the convolution really runs in.
-    """
-    convs = {name: m for name, m in network.named_modules() if isinstance(m, FastConv) and m.can_fold}
+def layer_inputs(layers: dict[str, nn.Module], run: Callable[[], object]) -> dict[str, torch.Tensor]:
+    """The first input ``run`` feeds each of ``layers`` (by name), copied in the layer's weight
+    dtype: under autocast that is the dtype the layer really runs in."""
     inputs: dict[str, torch.Tensor] = {}
 
     def keep_input(name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], None]:
@@ -279,18 +276,28 @@ def autotune_convs(network: nn.Module, run: Callable[[], object]) -> dict[str, d
 
         return hook
 
-    hooks = [conv.register_forward_pre_hook(keep_input(name)) for name, conv in convs.items()]
+    hooks = [layer.register_forward_pre_hook(keep_input(name)) for name, layer in layers.items()]
     try:
         run()
     finally:
         for hook in hooks:
             hook.remove()
+    return inputs
+
+
+def autotune_convs(network: nn.Module, run: Callable[[], object]) -> dict[str, dict[str, float]]:
+    """Time each foldable :class:`FastConv` both ways on the inputs ``run`` feeds it; keep the faster.
+
+    Returns the timings (ms) per layer name. Call under ``torch.no_grad()``.
+    """
+    convs = {name: m for name, m in network.named_modules() if isinstance(m, FastConv) and m.can_fold}
+    inputs = layer_inputs(convs, run)
     timings = {}
     for name, conv in convs.items():
         x = inputs[name]
         timings[name] = {}
         for mode in ("direct", "folded"):
             conv.mode = mode
-            timings[name][mode] = _median_ms(lambda: conv(x), x.is_cuda)
+            timings[name][mode] = median_ms(functools.partial(conv, x), x.is_cuda)
         conv.mode = min(timings[name], key=timings[name].__getitem__)
     return timings
