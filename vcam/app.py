@@ -44,8 +44,9 @@ def open_model(settings: Settings) -> LoadedModel:
     if (folder / MANIFEST).is_file():
         return LoadedModel(load_model(folder), weights_id(folder), demo=False)
     log.warning(
-        "no %s weights in %s: using the built-in demo model. Get the real weights with `vcam weights fetch`%s.",
-        settings.model, folder, "" if settings.model == "liveportrait" else f" or `vcam weights import --model {settings.model} FILE`",
+        "no %s weights in %s: using the built-in demo model. Get the real weights with %s.",
+        settings.model, folder,
+        "`vcam weights fetch` (or start with --yes)" if settings.model == "liveportrait" else f"`vcam weights import --model {settings.model} FILE`",
     )
     cfg = demo_config(CONFIGS[settings.model])
     return LoadedModel(build_model(cfg, seed=DEMO_SEED), f"{cfg.name}-seed{DEMO_SEED}", demo=True)

@@ -35,6 +35,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     _bool_flag(p, "preview", "also show a preview window")
     _bool_flag(p, "audio", "use the microphone to drive the mouth when the face is lost")
     _bool_flag(p, "camera-off", "no camera: drive the avatar by voice and idle motion")
+    p.add_argument("-y", "--yes", action="store_true", help="download missing model weights without asking")
 
 
 SETTING_KEYS = (
@@ -62,9 +63,11 @@ def _status_line(pipeline: Any) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .app import check_profile, running_pipeline
+    from .first_use import offer_weights
 
     settings = _settings(args)
     check_profile(settings)
+    offer_weights(settings, args.yes)
     lossless = args.frames is not None and not settings.sink.startswith("virtual") and not args.realtime
     with running_pipeline(settings, lossless=lossless, on_ready=lambda reason: _say(f"vcam: renderer {reason}")) as pipeline:
         pipeline.max_frames = args.frames
@@ -87,9 +90,11 @@ def cmd_tray(args: argparse.Namespace) -> int:
     from tray.app import run_tray
 
     from .app import check_profile, running_pipeline
+    from .first_use import offer_weights
 
     settings = _settings(args)
     check_profile(settings)
+    offer_weights(settings, args.yes)
     with running_pipeline(settings) as pipeline:
         run_tray(pipeline)
     return 0
@@ -138,7 +143,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
     settings = load_settings(model=args.model)
     dest = settings.weights_dir / settings.model
     if args.action == "fetch":
-        weights.fetch(settings.model, dest, settings.weights_dir / "downloads", progress=terminal_progress)
+        weights.fetch(settings.model, dest, progress=lambda name: terminal_progress(f"  {name}"))
         print(f"installed {settings.model} weights in {dest}")
     elif args.action == "import":
         weights.import_and_install(CONFIGS[settings.model], [Path(p) for p in args.files], dest)

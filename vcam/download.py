@@ -1,92 +1,194 @@
-"""Resumable, checksum-verified HTTP downloads (stdlib only), used by `vcam weights fetch`.
+"""Model files from the Hugging Face Hub, checked against the sizes and sha256 that vcam pins.
 
-A download streams into `<dest>.part`; an interrupted one is resumed with an HTTP Range request
-on the next call. The finished file is verified against a SHA-256 and only then renamed into place,
-so the destination path never holds a partial or unverified file.
+Files land in the shared Hugging Face cache (``HF_HUB_CACHE``/``HF_HOME``), so weights another
+program already fetched from the same repository are found and not downloaded again.
+``huggingface_hub`` does the transfer: it resumes a download whose connection drops and writes
+the file into the cache only once complete. Before downloading, the hash the Hub advertises
+(the Git LFS object id) is compared with the pinned one; after, the file itself is hashed.
+``HF_HUB_OFFLINE=1`` means: use the cache, never the network.
+
+The environment (``HF_ENDPOINT``, ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``) is read on every call,
+so a changed environment applies even after ``huggingface_hub`` was imported.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import http.client
 import os
-import re
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.message import Message
-from pathlib import Path, PurePosixPath
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
-from vcam import __version__
-from vcam.errors import VcamError
+from .errors import VcamError
 
 Progress = Callable[[int, int | None], None]
 """Called with (bytes done, total bytes or None); the last call of a finished download has done == total."""
 
 _CHUNK = 1 << 20
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(\d+|\*)")
 
 
 @dataclass(frozen=True)
-class RemoteFile:
-    """A file to download: `path` is relative to the destination folder, with `/` separators."""
+class HubFile:
+    """One file of a Hub model repository with its pinned size and sha256."""
 
-    url: str
+    repo_id: str
     path: str
-    sha256: str | None = None
-    size: int | None = None
+    size: int
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)
-class Fetched:
-    """Result of `fetch`: the verified file, its SHA-256 (pinned, server-advertised or computed),
-    the byte offset the download resumed from and the bytes transferred by this call
-    (0 when an already verified file was kept)."""
+class _Hub:
+    endpoint: str | None
+    cache_dir: str | None
+    offline: bool
 
-    path: Path
-    sha256: str
-    resumed_from: int
-    downloaded: int
+    @classmethod
+    def from_environment(cls) -> _Hub:
+        from huggingface_hub import constants
 
-
-def fetch(
-    remote: RemoteFile,
-    dest_dir: Path,
-    progress: Progress | None = None,
-    timeout: float = 30.0,
-) -> Fetched:
-    """Download `remote` into `dest_dir`, resuming a previous partial download, and verify it.
-
-    The expected SHA-256 is `remote.sha256`, else the one the server advertises (Hugging Face
-    sends the LFS object's hash as `X-Linked-ETag`/`ETag`); with neither, the computed hash is
-    returned. An existing file is kept without downloading when it matches the pinned hash, or,
-    with no pinned hash, when its size matches `remote.size` (or no size is known).
-    """
-    final = _destination(remote, dest_dir)
-    if final.is_file():
-        kept = _verified_existing(final, remote)
-        if kept is not None:
-            return kept
-    final.parent.mkdir(parents=True, exist_ok=True)
-    part = final.with_name(final.name + ".part")
-    resumed_from, downloaded, expected, actual = _download(remote, part, progress or _silent, timeout)
-    if expected is not None and actual != expected.lower():
-        part.unlink()
-        raise VcamError(
-            f"{remote.path}: checksum mismatch (expected sha256 {expected[:12]}…, got {actual[:12]}…); "
-            "run `vcam weights fetch` again; if it persists the file on the server changed"
+        offline_env = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+        return cls(
+            endpoint=os.environ.get("HF_ENDPOINT") or None,
+            cache_dir=os.environ.get("HF_HUB_CACHE") or None,
+            offline=offline_env or constants.HF_HUB_OFFLINE,
         )
-    os.replace(part, final)
-    return Fetched(final, actual, resumed_from, downloaded)
+
+    @property
+    def host(self) -> str:
+        return self.endpoint or "huggingface.co"
+
+
+def offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` forbids the network."""
+    return _Hub.from_environment().offline
+
+
+def cached(file: HubFile) -> Path | None:
+    """The file from the Hugging Face cache when it is there and intact, else None (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(file.repo_id, file.path, cache_dir=_Hub.from_environment().cache_dir)
+    if not isinstance(found, str):
+        return None
+    path = Path(found)
+    if not path.is_file() or path.stat().st_size != file.size or sha256_file(path) != file.sha256:
+        return None
+    return path
+
+
+def fetch(file: HubFile, progress: Progress | None = None) -> Path:
+    """The verified file in the Hugging Face cache, downloaded first when it is missing or damaged."""
+    hub = _Hub.from_environment()
+    kept = cached(file)
+    if kept is not None:
+        return kept
+    if hub.offline:
+        raise VcamError(
+            f"{file.path} is not in the Hugging Face cache and HF_HUB_OFFLINE is set: unset HF_HUB_OFFLINE to download "
+            f"it ({file.size / 1e6:.0f} MB from {hub.host}), or keep running the labelled demo model"
+        )
+    _check_advertised(file, hub)
+    path = Path(_download(file, hub, progress or _silent))
+    actual = sha256_file(path)
+    if actual != file.sha256:
+        _evict(path)
+        raise VcamError(
+            f"{file.path} from {hub.host} does not match its pinned sha256 (got {actual[:12]}…, expected {file.sha256[:12]}…) "
+            "and was deleted: run `vcam weights fetch` again; if it persists, the server sends a damaged file"
+        )
+    return path
+
+
+def _check_advertised(file: HubFile, hub: _Hub) -> None:
+    """Refuse, before downloading, a file whose advertised hash or size differs from the pinned one."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    url = hf_hub_url(file.repo_id, file.path, endpoint=hub.endpoint)
+    try:
+        metadata = get_hf_file_metadata(url, endpoint=hub.endpoint)
+    except Exception as exc:  # huggingface_hub raises its HTTP library's own errors for network failures
+        raise _unreachable(file, hub, exc) from None
+    advertised = (metadata.etag or "").lower()
+    if advertised != file.sha256 or (metadata.size is not None and metadata.size != file.size):
+        raise VcamError(
+            f"{hub.host} now serves a different {file.path} (sha256 {advertised[:12] or '?'}…, {metadata.size} bytes) "
+            f"than the one vcam pins (sha256 {file.sha256[:12]}…, {file.size} bytes): the upstream weights changed, "
+            "nothing was downloaded — update vcam, or download the files yourself and run `vcam weights import`"
+        )
+
+
+def _download(file: HubFile, hub: _Hub, progress: Progress) -> str:
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return hf_hub_download(
+            file.repo_id, file.path, cache_dir=hub.cache_dir, endpoint=hub.endpoint,
+            force_download=_in_cache(file, hub), tqdm_class=functools.partial(_ProgressBar, progress),  # type: ignore[arg-type]
+        )
+    except Exception as exc:  # network errors, HTTP errors, a full disk: all end this download
+        raise _unreachable(file, hub, exc) from None
+
+
+def _in_cache(file: HubFile, hub: _Hub) -> bool:
+    """A (damaged) copy is in the cache: the download must replace it."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(file.repo_id, file.path, cache_dir=hub.cache_dir), str)
+
+
+def _unreachable(file: HubFile, hub: _Hub, error: Exception) -> VcamError:
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return VcamError(
+        f"cannot download {file.path} from {hub.host} ({reason}); check the network and run `vcam weights fetch` again, "
+        "or keep running the labelled demo model"
+    )
+
+
+def _evict(path: Path) -> None:
+    """Remove a bad file from the cache: the snapshot entry and the blob it points to."""
+    blob = path.resolve()
+    path.unlink(missing_ok=True)
+    blob.unlink(missing_ok=True)
+
+
+class _ProgressBar:
+    """The part of tqdm's interface that ``huggingface_hub`` drives, forwarded to a `Progress` callback."""
+
+    def __init__(self, report: Progress, *, total: int | None = None, initial: int = 0, **_: Any) -> None:
+        self.report, self.total, self.done = report, total, initial
+        report(initial, total)
+
+    def update(self, n: int | float = 1) -> None:
+        self.done += int(n)
+        self.report(self.done, self.total)
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None and self.total is None:
+            self.report(self.done, self.done)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        while block := source.read(_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def terminal_progress(label: str, stream: TextIO | None = None) -> Progress:
-    """A single-line progress bar (percent, MB, MB/s) redrawn in place on `stream` (default stderr)."""
+    """A single-line progress bar (percent, MB, MB/s, time left) redrawn in place on `stream` (default stderr)."""
     return _TerminalProgress(label, stream or sys.stderr)
 
 
@@ -97,150 +199,30 @@ class _TerminalProgress:
     redraw_every: float = 0.1
     _start: tuple[float, int] | None = field(default=None, init=False)
     _last_draw: float = field(default=float("-inf"), init=False)
+    _finished: bool = field(default=False, init=False)
 
     def __call__(self, done: int, total: int | None) -> None:
         now = time.monotonic()
         if self._start is None:
             self._start = (now, done)
         finished = total is not None and done >= total
-        if not finished and now - self._last_draw < self.redraw_every:
+        if self._finished or (not finished and now - self._last_draw < self.redraw_every):
             return
-        self._last_draw = now
+        self._last_draw, self._finished = now, finished
         started, start_bytes = self._start
-        speed = (done - start_bytes) / max(now - started, 1e-6) / 1e6
+        rate = (done - start_bytes) / max(now - started, 1e-6)
         if total:
             width = 24
             filled = width * min(done, total) // total
             bar = f"[{'#' * filled}{'.' * (width - filled)}] {100 * done // total:3d}%"
             amount = f"{done / 1e6:.1f}/{total / 1e6:.1f} MB"
+            left = f" {(total - done) / rate:.0f} s left" if rate > 0 and not finished else ""
         else:
-            bar, amount = "", f"{done / 1e6:.1f} MB"
-        line = f"\r{self.label} {bar} {amount} {speed:.1f} MB/s"
+            bar, amount, left = "", f"{done / 1e6:.1f} MB", ""
+        line = f"\r{self.label} {bar} {amount} {rate / 1e6:.1f} MB/s{left}"
         self.stream.write(line + "\x1b[K" + ("\n" if finished else ""))
         self.stream.flush()
 
 
-def _destination(remote: RemoteFile, dest_dir: Path) -> Path:
-    relative = PurePosixPath(remote.path)
-    if relative.is_absolute() or not relative.parts or ".." in relative.parts:
-        raise VcamError(f"bad download path {remote.path!r}: it must be relative and stay inside {dest_dir}")
-    return dest_dir.joinpath(*relative.parts)
-
-
-def _verified_existing(final: Path, remote: RemoteFile) -> Fetched | None:
-    if remote.size is not None and final.stat().st_size != remote.size:
-        return None
-    digest = _file_sha256(final).hexdigest()
-    if remote.sha256 is not None and digest != remote.sha256.lower():
-        return None
-    return Fetched(final, digest, 0, 0)
-
-
-def _download(
-    remote: RemoteFile, part: Path, report: Progress, timeout: float
-) -> tuple[int, int, str | None, str]:
-    """Stream `remote` into `part`; returns (resumed from, bytes transferred, expected sha256, actual sha256)."""
-    offset = part.stat().st_size if part.is_file() else 0
-    if remote.size is not None and offset > remote.size:
-        offset = 0
-    spy = _AdvertisedHash()
-    try:
-        with _open(urllib.request.build_opener(spy), remote.url, offset, timeout) as response:
-            offset, total = _resume_point(response, offset, remote.size)
-            expected = remote.sha256 or spy.sha256 or _advertised_sha256(response.headers)
-            digest = _file_sha256(part, offset)
-            done = offset
-            with part.open("ab" if offset else "wb") as out:
-                report(done, total)
-                while chunk := response.read(_CHUNK):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    done += len(chunk)
-                    report(done, total)
-                out.flush()
-                os.fsync(out.fileno())
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
-        raise _interrupted(remote, part, error) from None
-    if total is not None and done < total:
-        raise _interrupted(remote, part, f"connection closed after {done} of {total} bytes")
-    if total is None:
-        report(done, done)
-    return offset, done - offset, expected, digest.hexdigest()
-
-
-def _open(opener: urllib.request.OpenerDirector, url: str, offset: int, timeout: float) -> http.client.HTTPResponse:
-    """GET `url` from byte `offset`; a 416 (the part is complete, or not a prefix of this file) restarts from zero."""
-    request = urllib.request.Request(url, headers={"User-Agent": f"vcam/{__version__}"})
-    if offset:
-        request.add_header("Range", f"bytes={offset}-")
-    try:
-        return opener.open(request, timeout=timeout)
-    except urllib.error.HTTPError as error:
-        if offset and error.code == 416:
-            error.close()
-            return _open(opener, url, 0, timeout)
-        raise
-
-
-def _resume_point(response: http.client.HTTPResponse, offset: int, size: int | None) -> tuple[int, int | None]:
-    """(offset the body starts at, total file size or None); a 200 reply restarts from zero."""
-    if response.status == 206:
-        match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
-        if match is None or int(match[1]) != offset:
-            raise http.client.HTTPException("the server sent a byte range other than the one requested")
-        return offset, int(match[2]) if match[2] != "*" else size
-    length = response.headers.get("Content-Length")
-    return 0, int(length) if length is not None else size
-
-
-def _interrupted(remote: RemoteFile, part: Path, error: object) -> VcamError:
-    if part.is_file() and part.stat().st_size:
-        then = f"the partial download is kept in {part} and the next `vcam weights fetch` resumes it"
-    else:
-        then = "run `vcam weights fetch` again"
-    return VcamError(f"download of {remote.path} failed ({_reason(error)}); {then}")
-
-
-def _reason(error: object) -> object:
-    if isinstance(error, urllib.error.HTTPError):
-        return f"HTTP {error.code} {error.reason}"
-    return getattr(error, "reason", None) or error  # URLError wraps the socket error in .reason
-
-
 def _silent(done: int, total: int | None) -> None:
     """Progress callback used when the caller passes none."""
-
-
-def _file_sha256(path: Path, length: int | None = None) -> hashlib._Hash:
-    """SHA-256 of the first `length` bytes of `path` (all of it when None; nothing when 0)."""
-    digest = hashlib.sha256()
-    if length == 0:
-        return digest
-    remaining = length if length is not None else path.stat().st_size
-    with path.open("rb") as source:
-        while remaining > 0 and (chunk := source.read(min(_CHUNK, remaining))):
-            digest.update(chunk)
-            remaining -= len(chunk)
-    return digest
-
-
-def _advertised_sha256(headers: Message) -> str | None:
-    """The SHA-256 a server advertises for the file (Hugging Face: LFS object id as an ETag)."""
-    for name in ("X-Linked-ETag", "ETag"):
-        value = (headers.get(name) or "").strip().removeprefix("W/").strip('"').lower()
-        if _SHA256_HEX.fullmatch(value):
-            return value
-    return None
-
-
-class _AdvertisedHash(urllib.request.HTTPRedirectHandler):
-    """Follows redirects like urllib does, remembering a hash advertised by a redirecting response
-    (Hugging Face puts `X-Linked-ETag` on the 302 that points at its CDN)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sha256: str | None = None
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        self.sha256 = self.sha256 or _advertised_sha256(headers)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)

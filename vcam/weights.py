@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save
 
-from .download import RemoteFile
+from . import download
+from .download import HubFile, Progress, sha256_file
 from .errors import VcamError
 from .fileio import atomic_write_bytes, atomic_write_text
 from .models import CONFIGS, ModelConfig, TalkingHeadModel, build_model, config_by_name
@@ -79,38 +80,43 @@ LAYOUTS: dict[str, tuple[CheckpointFile, ...]] = {
     ),
 }
 
-# Official downloads. Hugging Face advertises each file's sha256 and the downloader checks it;
-# the hash of every file actually installed is recorded in the manifest.
-REMOTE_FILES: dict[str, tuple[RemoteFile, ...]] = {
+# LivePortrait's released files on the Hugging Face Hub, pinned by size and sha256: the Hub's
+# advertised hash and the downloaded bytes are both checked against these.
+LIVEPORTRAIT_REPO = "KwaiVGI/LivePortrait"
+
+HUB_FILES: dict[str, tuple[HubFile, ...]] = {
     "liveportrait": tuple(
-        RemoteFile(url=f"{_LP_BASE}/{folder}/{name}", path=name)
-        for folder, name in (
-            ("base_models", "appearance_feature_extractor.pth"),
-            ("base_models", "motion_extractor.pth"),
-            ("base_models", "warping_module.pth"),
-            ("base_models", "spade_generator.pth"),
-            ("retargeting_models", "stitching_retargeting_module.pth"),
+        HubFile(LIVEPORTRAIT_REPO, f"liveportrait/{path}", size, sha256)
+        for path, size, sha256 in (
+            ("base_models/appearance_feature_extractor.pth", 3387959, "5279bb8654293dbdf327030b397f107237dd9212fb11dd75b83dfb635211ceb5"),
+            ("base_models/motion_extractor.pth", 112545506, "251e6a94ad667a1d0c69526d292677165110ef7f0cf0f6d199f0e414e8aa0ca5"),
+            ("base_models/warping_module.pth", 182180086, "2f61a6f265fe344f14132364859a78bdbbc2068577170693da57fb96d636e282"),
+            ("base_models/spade_generator.pth", 221813590, "4780afc7909a9f84e24c01d73b31a555ef651521a1fe3b2429bd04534d992aee"),
+            ("retargeting_models/stitching_retargeting_module.pth", 2393098, "3652d5a3f95099141a56986aaddec92fadf0a73c87a20fac9a2c07c32b28b611"),
         )
     ),
 }
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_checkpoint(path: Path) -> object:
-    """``torch.load`` restricted to tensors and plain containers."""
+    """``torch.load`` restricted to tensors and plain containers; any file that is not such a
+    checkpoint (text, an archive, a truncated download) is one clear error."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise VcamError(f"{path} does not exist: pass the checkpoint files you downloaded") from None
+    except IsADirectoryError:
+        raise VcamError(f"{path} is a folder: pass the checkpoint files inside it") from None
     except pickle.UnpicklingError as exc:
-        raise VcamError(f"{path.name} holds objects other than tensors; refusing to unpickle it — use the official checkpoint file") from exc
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise VcamError(f"cannot read checkpoint {path}: {exc}; download it again") from exc
+        if "Unsupported global" in str(exc):
+            raise VcamError(f"{path.name} holds objects other than tensors; refusing to unpickle it — use the official checkpoint file") from None
+        raise _not_a_checkpoint(path) from None
+    except Exception:  # torch reports a file that is not a checkpoint as KeyError, RuntimeError, EOFError, …
+        raise _not_a_checkpoint(path) from None
+
+
+def _not_a_checkpoint(path: Path) -> VcamError:
+    return VcamError(f"{path} is not a PyTorch checkpoint (or it is damaged): pass the .pth/.pth.tar files of the model's release")
 
 
 def _strip_parallel_prefix(state: StateDict) -> StateDict:
@@ -246,17 +252,17 @@ def load_model(folder: Path, device: str | torch.device = "cpu") -> TalkingHeadM
     return model.to(device).eval()
 
 
-def fetch(model_name: str, dest: Path, downloads: Path, progress: Callable[[str], Callable[[int, int | None], None]] | None = None) -> Path:
-    """``vcam weights fetch``: download the official checkpoints (resuming), then import them."""
-    from .download import fetch as fetch_file
-
-    remotes = REMOTE_FILES.get(model_name)
-    if remotes is None:
+def fetch(model_name: str, dest: Path, progress: Callable[[str], Progress] | None = None) -> Path:
+    """``vcam weights fetch``: get the official checkpoints (Hugging Face cache first), then import them."""
+    files = HUB_FILES.get(model_name)
+    if files is None:
         raise VcamError(
             f"{model_name} weights have no official download; get the checkpoint yourself and run `vcam weights import --model {model_name} FILE`"
         )
-    paths = []
-    for remote in remotes:
-        fetched = fetch_file(remote, downloads, progress=progress(remote.path) if progress else None)
-        paths.append(fetched.path)
+    paths = [download.fetch(file, progress(file.name) if progress else None) for file in files]
     return import_and_install(CONFIGS[model_name], paths, dest)
+
+
+def download_size(model_name: str) -> int:
+    """Bytes still to download for ``model_name``'s official files (0 when all are cached)."""
+    return sum(file.size for file in HUB_FILES.get(model_name, ()) if download.cached(file) is None)
