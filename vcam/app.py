@@ -65,7 +65,7 @@ def profile_store(settings: Settings) -> ProfileStore:
     if "default" not in store.names():
         bundled = importlib.resources.files("vcam") / "bundled_profiles" / "default"
         if bundled.is_dir():
-            with importlib.resources.as_file(bundled) as folder:
+            with importlib.resources.as_file(bundled) as folder, store.writing("add the bundled default avatar"):
                 store.root.mkdir(parents=True, exist_ok=True)
                 shutil.copytree(folder, store.root / "default")
     return store

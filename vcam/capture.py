@@ -276,6 +276,11 @@ def _image_paths(path: Path) -> list[Path]:
             raise VcamError(f"Folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}).")
         return images
     if not path.is_file():
+        if path.exists():
+            raise VcamError(
+                f"{path} is not a video, an image or a folder (it is a device or other special file); "
+                "give a clip file, an image, a folder of images, or a webcam number"
+            )
         raise VcamError(f"Clip {path} does not exist; give a video file, an image or a folder of images.")
     return [path] if path.suffix.lower() in IMAGE_SUFFIXES else []
 

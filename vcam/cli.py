@@ -65,6 +65,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .app import check_profile, running_pipeline
     from .first_use import offer_weights
 
+    if args.frames is not None and args.frames < 1:
+        raise VcamError(f"--frames must be 1 or more (got {args.frames}): it is how many output frames to write")
     settings = _settings(args)
     check_profile(settings)
     offer_weights(settings, args.yes)
@@ -182,22 +184,22 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .render import run_bench
+    from .render.bench import TerminalFrameProgress
 
     settings = load_settings(model=args.model)
     run_bench(
         model_name=settings.model, backends=args.backends, frames=args.frames,
         weights_dir=settings.weights_dir, engines_dir=settings.engines_dir, json_path=args.json,
+        progress=TerminalFrameProgress,
     )
     return 0
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
-    from .settings import settings_path
+    from .settings import settings_path, settings_toml
 
-    settings = load_settings()
-    print(f"# {settings_path()}")
-    for key, value in settings.model_dump().items():
-        print(f"{key} = {value!r}")
+    print(f"# effective settings; the file is {settings_path()}")
+    print(settings_toml(load_settings()), end="")
     return 0
 
 
@@ -248,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure render speed per backend")
     bench.add_argument("--backends", nargs="*", help="backends to measure (default: all available)")
-    bench.add_argument("--frames", type=int, default=100, help="timed frames per backend")
+    bench.add_argument("--frames", type=int, help="timed frames per backend (default: 100 with a GPU, 12 on a CPU)")
     bench.add_argument("--model", choices=["liveportrait", "facevid2vid"])
     bench.add_argument("--json", type=Path, help="also write the results as JSON")
     bench.set_defaults(func=cmd_bench)
@@ -259,7 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="vcam: %(message)s")
+    # vcam's own messages at INFO (DEBUG with -v); other libraries only when they warn
+    logging.basicConfig(level=logging.WARNING, format="vcam: %(message)s")
+    for name in ("vcam", "tray"):
+        logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.INFO)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -77,15 +77,19 @@ def check_tensorrt(settings: Settings) -> Check:
 
 
 def check_weights(settings: Settings) -> Check:
-    from .weights import read_manifest
+    from .weights import read_manifest, verify
 
     folder = settings.weights_dir / settings.model
+    get = "`vcam weights fetch` (LivePortrait) or `vcam weights import --model facevid2vid FILE`"
     try:
         manifest = read_manifest(folder)
     except Exception as exc:
-        return Check(False, f"weights: {settings.model} not installed in {folder} ({exc})",
-                     "`vcam weights fetch` (LivePortrait) or `vcam weights import --model facevid2vid FILE`; until then a demo model runs")
-    return Check(True, f"weights: {manifest['model']} in {folder} ({len(manifest['files'])} files)")
+        return Check(False, f"weights: {settings.model} not installed in {folder} ({exc})", f"{get}; until then a demo model runs")
+    damaged = verify(folder)
+    if damaged:
+        return Check(False, f"weights: {', '.join(damaged)} in {folder} damaged or missing (sha256 differs from the manifest)",
+                     f"install them again: {get}")
+    return Check(True, f"weights: {manifest['model']} in {folder} ({len(manifest['files'])} files, sha256 checked)")
 
 
 def check_profiles(settings: Settings) -> Iterator[Check]:

@@ -8,10 +8,12 @@ written under a temporary name and renamed into place, so a profile is either wh
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import re
 import shutil
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +32,7 @@ from .tracking import CropBox, FaceDetector, face_crop_box
 PROFILE_FILE = "profile.toml"
 SOURCE_FILE = "source.safetensors"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+_UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 PrepareSource = Callable[[np.ndarray], SourceState]
 """Computes the source state from an RGB uint8 face crop of the model's input size."""
@@ -76,6 +79,11 @@ class ProfileStore:
 
     def names(self) -> list[str]:
         if not self.root.is_dir():
+            if self.root.exists():
+                raise VcamError(
+                    f"the profiles folder {self.root} is a file, not a folder: move it away, "
+                    "or set profiles_dir (VCAM_PROFILES_DIR) to a folder"
+                )
             return []
         return sorted(p.name for p in self.root.iterdir() if (p / PROFILE_FILE).is_file() and not p.name.startswith("."))
 
@@ -120,7 +128,11 @@ class ProfileStore:
         except (FileNotFoundError, SafetensorError, KeyError, OSError):
             pass
         state = prepare(profile.face_crop(input_size))
-        atomic_write_bytes(path, save(state.tensors(), metadata={"weights_id": weights_id}))
+        try:
+            atomic_write_bytes(path, save(state.tensors(), metadata={"weights_id": weights_id}))
+        except OSError as exc:  # a read-only profiles folder: compute the state again next time
+            if exc.errno not in _UNWRITABLE:
+                raise
         return state
 
     # -- changing ---------------------------------------------------------------------------------
@@ -147,8 +159,10 @@ class ProfileStore:
             raise VcamError(f"no face found in {photo}: use a well-lit, front-facing photo with one clear face")
         box = face_crop_box(face)
         staging = self.root / f".{name}.creating"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+        self.names()  # the profiles folder must be a folder
+        with self.writing(f"create profile {name!r}"):
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
         try:
             suffix = photo.suffix.lower() if photo.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
             keyframe_name = f"keyframe{suffix}"
@@ -179,10 +193,24 @@ class ProfileStore:
             raise
         return self.load(name)
 
+    @contextlib.contextmanager
+    def writing(self, action: str) -> Iterator[None]:
+        """Turn "the profiles folder cannot be written" (read-only, no permission, full) into one line."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno not in _UNWRITABLE:
+                raise
+            raise VcamError(
+                f"cannot {action}: {self.root} is not writable ({exc.strerror}); make it writable, "
+                "or set profiles_dir (VCAM_PROFILES_DIR) to a folder you can write"
+            ) from None
+
     def remove(self, name: str) -> None:
         folder = self.root / check_name(name)
         if not folder.is_dir():
             raise VcamError(f"no profile named {name!r}; `vcam profile list` shows them")
         trash = self.root / f".{name}.removing"
-        folder.rename(trash)
-        shutil.rmtree(trash)
+        with self.writing(f"remove profile {name!r}"):
+            folder.rename(trash)
+            shutil.rmtree(trash)

@@ -6,6 +6,9 @@ file (``settings.toml`` in the user config folder, or ``$VCAM_SETTINGS_FILE``), 
 
 from __future__ import annotations
 
+import difflib
+import functools
+import logging
 import os
 import tomllib
 from pathlib import Path
@@ -13,7 +16,7 @@ from typing import Any, Literal
 
 import platformdirs
 import tomli_w
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from .errors import VcamError
@@ -21,6 +24,10 @@ from .fileio import atomic_write_text
 from .tracking import FACE_EXPAND, FACE_SHIFT_Y
 
 APP = "vcam"
+ENVIRONMENT_ONLY = ("VCAM_SETTINGS_FILE", "VCAM_DATA_DIR")
+"""Variables that locate the settings and data rather than set an option."""
+
+log = logging.getLogger("vcam")
 CHECKOUT = Path(__file__).resolve().parents[1]
 
 
@@ -88,6 +95,13 @@ class Settings(BaseSettings):
     mirror: bool = False
     preview: bool = False
 
+    @field_validator("camera")
+    @classmethod
+    def _camera_given(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("empty: give a webcam number (0), /dev/videoN, or a clip, image or folder path")
+        return value.strip()
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -115,21 +129,51 @@ def _describe(error: ValidationError) -> str:
 def load_settings(**overrides: Any) -> Settings:
     """Settings from all sources; ``overrides`` (the command line) win. Errors are one line."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    _warn_unknown_environment()
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         raise VcamError(_describe(exc)) from None
     except tomllib.TOMLDecodeError as exc:
         raise VcamError(f"{settings_path()} is not valid TOML ({exc}); fix or delete it") from None
+    except UnicodeDecodeError as exc:
+        raise VcamError(_not_utf8(exc)) from None
+
+
+def _not_utf8(error: UnicodeDecodeError) -> str:
+    return f"{settings_path()} is not UTF-8 text (byte {error.start}: {error.reason}); save it as UTF-8, or delete it"
+
+
+def _warn_unknown_environment() -> None:
+    """A ``VCAM_*`` variable that names no option is most likely a typo: say so, with the nearest option."""
+    known = {f"VCAM_{name.upper()}" for name in Settings.model_fields} | set(ENVIRONMENT_ONLY)
+    for name in sorted(os.environ):
+        if name.upper().startswith("VCAM_") and name.upper() not in known:
+            _warn_once(name, tuple(sorted(known)))
+
+
+@functools.cache
+def _warn_once(name: str, known: tuple[str, ...]) -> None:
+    nearest = difflib.get_close_matches(name.upper(), known, n=1)
+    hint = f"; did you mean {nearest[0]}?" if nearest else "; `vcam settings` lists the options"
+    log.warning("ignoring unknown environment variable %s%s", name, hint)
+
+
+def settings_toml(settings: Settings) -> str:
+    """Every option as TOML that can be pasted into the settings file; options without a value are commented out."""
+    values = settings.model_dump(mode="json")
+    return "".join(tomli_w.dumps({key: value}) if value is not None else f"# {key} =  (not set)\n" for key, value in values.items())
 
 
 def save_settings(changes: dict[str, Any]) -> Path:
     """Merge ``changes`` into the TOML file atomically, keeping the user's other keys."""
     path = settings_path()
     try:
-        current = tomllib.loads(path.read_text()) if path.exists() else {}
+        current = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     except tomllib.TOMLDecodeError as exc:
         raise VcamError(f"{path} is not valid TOML ({exc}); fix or delete it before changing settings") from None
+    except UnicodeDecodeError as exc:
+        raise VcamError(_not_utf8(exc)) from None
     current.update({k: str(v) if isinstance(v, Path) else v for k, v in changes.items() if v is not None})
     atomic_write_text(path, tomli_w.dumps(current))
     return path

@@ -13,10 +13,12 @@ import gc
 import json
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import torch
@@ -94,7 +96,45 @@ def _crops(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(0, 256, (size, size, 3), dtype=np.uint8), rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
 
 
-def _measure(renderer: Renderer, source_crop: np.ndarray, driving_crop: np.ndarray, head: HeadMotion, frames: int, warmup: int) -> list[float]:
+def frame_counts(cuda: bool) -> tuple[int, int]:
+    """(timed frames, warm-up frames) per backend when the user names none: a GPU renders a frame in
+    milliseconds, a CPU takes about a second per frame of the full model, so it gets fewer."""
+    return (100, 10) if cuda else (12, 2)
+
+
+FrameProgress = Callable[[int, int], None]
+"""Called with (frames done, frames in all) while a backend is measured."""
+
+
+@dataclass
+class TerminalFrameProgress:
+    """One line redrawn in place: "bench: eager-fp32 [#####.......] 5/14 frames, 9 s left"."""
+
+    label: str
+    stream: TextIO = field(default_factory=lambda: sys.stderr)
+    redraw_every: float = 0.1
+    _started: float | None = field(default=None, init=False)
+    _last_draw: float = field(default=float("-inf"), init=False)
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self._started is None or done == 0:
+            self._started = now
+        if done < total and now - self._last_draw < self.redraw_every:
+            return
+        self._last_draw = now
+        width = 20
+        filled = width * done // max(total, 1)
+        left = f", {(now - self._started) / done * (total - done):.0f} s left" if 0 < done < total else ""
+        end = "\n" if done >= total else ""
+        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} frames{left}\x1b[K{end}")
+        self.stream.flush()
+
+
+def _measure(
+    renderer: Renderer, source_crop: np.ndarray, driving_crop: np.ndarray, head: HeadMotion, frames: int, warmup: int,
+    progress: FrameProgress | None = None,
+) -> list[float]:
     source = renderer.prepare_source(source_crop)
     times = []
     for i in range(warmup + frames):
@@ -103,6 +143,8 @@ def _measure(renderer: Renderer, source_crop: np.ndarray, driving_crop: np.ndarr
         renderer.render(source, head)
         if i >= warmup:
             times.append(time.perf_counter() - start)
+        if progress is not None:
+            progress(i + 1, warmup + frames)
     return times
 
 
@@ -123,6 +165,7 @@ class Reference:
 def bench_backend(
     spec: str, model: TalkingHeadModel, engines_dir: Path, weights_id: str, crops: tuple[np.ndarray, np.ndarray],
     source: SourceState, head: HeadMotion, frames: int, warmup: int, reference: Reference | None,
+    progress: FrameProgress | None = None,
 ) -> tuple[BenchResult, Reference]:
     """Time ``spec``'s per-frame path, then render ``source`` (the same for every backend) with ``head``."""
     cuda = torch.cuda.is_available()
@@ -135,7 +178,7 @@ def bench_backend(
     renderer, note = _renderer(spec, model, engines_dir, weights_id)
     setup = time.perf_counter() - start
     with renderer:
-        times = _measure(renderer, *crops, head, frames, warmup)
+        times = _measure(renderer, *crops, head, frames, warmup, progress)
         motion = renderer.extract_motion(crops[1])
         image = renderer.render(source, head)
         gpu_mib = None
@@ -208,19 +251,26 @@ def load_bench_model(model_name: str, weights_dir: Path | None, seed: int = 0) -
 def run_bench(
     model_name: str = "liveportrait",
     backends: Sequence[str] | None = None,
-    frames: int = 100,
-    warmup: int = 10,
+    frames: int | None = None,
+    warmup: int | None = None,
     weights_dir: Path | None = None,
     engines_dir: Path = Path("engines"),
     json_path: Path | None = None,
     out: Callable[[str], None] = print,
+    progress: Callable[[str], FrameProgress] | None = None,
 ) -> list[BenchResult]:
     """Benchmark ``backends`` (default: the eager float32 baseline and every backend usable here).
 
     Prints a table through ``out`` and, with ``json_path``, writes the results and the machine.
     Backend specs: ``eager-fp32``, ``torch-cuda:fp16``, ``torch-cuda:fp16+compile``, ``torch-cuda:fp16+plain``, ``tensorrt:fp16``,
-    ``onnxruntime``, ``torch-cpu``. The baseline always runs first.
+    ``onnxruntime``, ``torch-cpu``. The baseline always runs first. ``frames``/``warmup`` default to
+    :func:`frame_counts` for this machine; ``progress`` makes a per-backend frame progress callback.
     """
+    default_frames, default_warmup = frame_counts(torch.cuda.is_available())
+    frames = default_frames if frames is None else frames
+    warmup = default_warmup if warmup is None else warmup
+    if frames < 1:
+        raise VcamError(f"--frames must be 1 or more (got {frames})")
     model, weights_id = load_bench_model(model_name, weights_dir)
     specs = list(backends) if backends else default_backends(engines_dir, model, weights_id)
     specs = [BASELINE] + [s for s in specs if s != BASELINE]
@@ -235,7 +285,10 @@ def run_bench(
     for spec in specs:
         out(f"bench: {spec} …")
         try:
-            result, reference = bench_backend(spec, model, engines_dir, weights_id, crops, source, head, frames, warmup, reference)
+            result, reference = bench_backend(
+                spec, model, engines_dir, weights_id, crops, source, head, frames, warmup, reference,
+                progress(f"bench: {spec}") if progress else None,
+            )
         except VcamError as exc:
             if reference is None:
                 raise
