@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from checkpoints import write_liveportrait
 from clips import placed, write_clip
 from fake_hub import FakeHub, running_hub
 
+from tray.menu import build_menu
 from vcam import models, weights
+from vcam.app import running_pipeline
 from vcam.cli import main
 from vcam.first_use import WeightsDownload, offer_weights
 from vcam.models import LIVEPORTRAIT, build_model, demo_config
@@ -108,24 +111,31 @@ def test_offline_without_cache_fetch_is_one_line(hub, monkeypatch, capsys):
     assert "HF_HUB_OFFLINE" in err and "\n" not in err and hub.file_requests() == []
 
 
-def test_tray_download_reports_progress_and_installs(hub, tmp_path):
-    changes: list[str] = []
-    done: list[Path] = []
-    download = WeightsDownload(load_settings(), on_change=lambda: changes.append(download.text), on_installed=done.append)
-    assert download.available and download.text == "Download avatar weights"
-    thread = download.start()
-    assert thread is not None and download.start() is None  # a second click while it runs does nothing
-    thread.join(timeout=60)
-    assert any(text.startswith("Downloading avatar weights: file 5 of 5") for text in changes)
-    assert download.text == "Avatar weights installed" and not download.available
-    assert done == [tmp_path / "data" / "weights" / "liveportrait"] and installed(tmp_path)
+def test_tray_entry_downloads_and_the_running_camera_switches_to_the_real_model(hub, tmp_path):
+    settings = load_settings(camera=str(write_clip(tmp_path / "talk.mp4", [placed(dx=i) for i in range(8)])),
+                             sink=f"file:{tmp_path / 'o.mp4'}", output_width=160, output_height=90)
+    with running_pipeline(settings) as pipeline:
+        texts: list[str] = []
+        pipeline.add_listener(lambda: texts.append(build_menu(pipeline, print, print)[2].text))
+        demo_weights = pipeline.weights_id
+        entry = build_menu(pipeline, print, print)[2]
+        assert entry.text == "Download avatar weights" and entry.enabled and pipeline.banner
+        entry.action()
+        assert not build_menu(pipeline, print, print)[2].enabled  # a second click while it runs does nothing
+        assert pipeline.weights_download.wait(timeout=120)
+        deadline = time.monotonic() + 30
+        while pipeline.weights_id == demo_weights and time.monotonic() < deadline:
+            time.sleep(0.05)  # the model changes between two frames of the running camera
+        assert pipeline.weights_id == weights.weights_id(tmp_path / "data" / "weights" / "liveportrait")
+        assert pipeline.banner is None and pipeline.status().state.value != "error"
+    assert any(text.startswith("Downloading avatar weights: file 5 of 5") for text in texts)
+    assert "Avatar weights installed" in texts
 
 
 def test_tray_download_failure_can_be_retried(hub, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    download = WeightsDownload(load_settings(), on_change=lambda: None)
-    thread = download.start()
-    assert thread is not None
-    thread.join(timeout=60)
+    download = WeightsDownload(load_settings())
+    download.start()
+    assert download.wait(timeout=60)
     assert download.text.startswith("Download avatar weights again (failed: cannot download")
     assert download.available and not installed(tmp_path)

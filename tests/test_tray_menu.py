@@ -17,7 +17,7 @@ CONTROLLER_METHODS = (
     "profiles", "switch_profile", "set_frontalize", "set_frontalize_strength", "pause", "resume",
     "recalibrate", "set_preview", "status", "stop", "add_listener",
 )
-CONTROLLER_PROPERTIES = ("active_profile", "frontalize", "frontalize_strength", "paused", "preview")
+CONTROLLER_PROPERTIES = ("active_profile", "frontalize", "frontalize_strength", "paused", "preview", "weights_download")
 
 
 def test_the_double_has_the_real_controllers_interface() -> None:
@@ -109,6 +109,17 @@ def test_menu_layout(controller: FakeController) -> None:
     assert (status.enabled, status.action, status.checked) == (False, None, None)
     assert menu["Frontalize"].checked is False and menu["Show preview"].checked is False
     assert menu["Quit"].checked is None and not menu["Quit"].radio
+
+
+def test_download_entry_is_offered_while_the_demo_model_runs(controller: FakeController, tmp_path: Path) -> None:
+    from vcam.first_use import WeightsDownload
+    from vcam.settings import Settings
+
+    controller.weights_download = WeightsDownload(Settings(weights_dir=tmp_path / "weights"))
+    menu = Menu(controller)
+    assert menu.texts()[2:5] == ["Download avatar weights", "-", "Avatar"]
+    entry = menu["Download avatar weights"]
+    assert entry.enabled and entry.action == controller.weights_download.start
 
 
 def test_avatar_submenu_is_a_radio_group_of_the_profiles(controller: FakeController) -> None:

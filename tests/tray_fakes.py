@@ -36,6 +36,7 @@ class FakeController:
         self.frontalize = False
         self.frontalize_strength = 1.0
         self.preview = False
+        self.weights_download = None  # the real one offers a WeightsDownload while the demo model runs
 
     # --- the Controller interface ---------------------------------------------------------
 

@@ -64,6 +64,7 @@ def build_menu(
     return (
         MenuEntry(status_line(controller.status()), enabled=False),
         SEPARATOR,
+        *_weights_entries(controller),
         MenuEntry("Avatar", submenu=_profile_entries(controller)),
         MenuEntry(
             "Frontalize",
@@ -84,6 +85,14 @@ def build_menu(
         SEPARATOR,
         MenuEntry("Quit", on_quit),
     )
+
+
+def _weights_entries(controller: Pipeline) -> tuple[MenuEntry, ...]:
+    """While the demo model runs: "Download avatar weights", then its progress and its result."""
+    download = controller.weights_download
+    if download is None:
+        return ()
+    return (MenuEntry(download.text, download.start if download.available else None, enabled=download.available), SEPARATOR)
 
 
 def _profile_entries(controller: Pipeline) -> tuple[MenuEntry, ...]:

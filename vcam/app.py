@@ -13,6 +13,7 @@ from pathlib import Path
 from .audio import Microphone
 from .capture import open_source
 from .errors import VcamError
+from .first_use import WeightsDownload, weights_missing
 from .models import CONFIGS, TalkingHeadModel, build_model, demo_config
 from .pipeline import Pipeline
 from .profiles import ProfileStore
@@ -96,15 +97,25 @@ def running_pipeline(settings: Settings, lossless: bool = False, on_ready: Calla
             microphone=microphone, backend_description=renderer.name,
             banner=DEMO_BANNER if loaded.demo else None, lossless=lossless,
         )
+        if loaded.demo and weights_missing(settings):
+            pipeline.offer_weights_download(WeightsDownload(settings, on_installed=lambda _: use_installed_weights(pipeline, settings)))
         pipeline.start()
         try:
             yield pipeline
         finally:
             pipeline.stop()
             pipeline.join(timeout=10)
-            close = getattr(renderer, "close", None)
+            close = getattr(pipeline.renderer, "close", None)  # the model may have changed while running
             if close is not None:
                 close()
+
+
+def use_installed_weights(pipeline: Pipeline, settings: Settings) -> None:
+    """Switch a running pipeline from the demo model to the weights just installed."""
+    loaded = open_model(settings)
+    renderer, reason = open_renderer(settings, loaded)
+    log.info("renderer %s", reason)
+    pipeline.switch_model(loaded.model.cfg, renderer, loaded.weights_id)
 
 
 def check_profile(settings: Settings) -> None:

@@ -84,7 +84,7 @@ class WeightsDownload:
     def __init__(
         self,
         settings: Settings,
-        on_change: Callable[[], None],
+        on_change: Callable[[], None] = lambda: None,
         on_installed: Callable[[Path], None] | None = None,
     ) -> None:
         self.settings = settings
@@ -96,6 +96,7 @@ class WeightsDownload:
         self._done = False
         self._percent = -1
         self._files: tuple[int, int] = (0, 0)
+        self._thread: threading.Thread | None = None
 
     @property
     def text(self) -> str:
@@ -109,15 +110,21 @@ class WeightsDownload:
         with self._lock:
             return not self._running and not self._done
 
-    def start(self) -> threading.Thread | None:
-        """Begin the download (no-op while one runs or after success); returns its thread."""
+    def start(self) -> None:
+        """Begin the download in the background (nothing happens while one runs or after success)."""
         with self._lock:
             if self._running or self._done:
-                return None
+                return
             self._running = True
-        thread = threading.Thread(target=self._run, name="vcam-weights-download", daemon=True)
-        thread.start()
-        return thread
+            self._thread = threading.Thread(target=self._run, name="vcam-weights-download", daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the download (and the switch to the installed model) to end; False on timeout."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
 
     def _run(self) -> None:
         from . import weights
@@ -137,9 +144,14 @@ class WeightsDownload:
             reason = str(exc) if len(str(exc)) <= 90 else str(exc)[:89] + "…"
             self._set(f"Download avatar weights again (failed: {reason})", running=False)
             return
-        self._set("Avatar weights installed", running=False, done=True)
         if self.on_installed is not None:
-            self.on_installed(dest)
+            try:
+                self.on_installed(dest)
+            except VcamError as exc:
+                log.warning("%s", exc)
+                self._set(f"Avatar weights installed in {dest}; restart vcam to use them", running=False, done=True)
+                return
+        self._set("Avatar weights installed", running=False, done=True)
 
     def _progress(self, index: int, count: int, done: int, total: int | None) -> None:
         percent = 100 * done // total if total else 0

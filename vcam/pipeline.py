@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import cv2
 import numpy as np
@@ -35,6 +35,9 @@ from .render.base import Renderer
 from .settings import Settings, settings_path
 from .sinks import FrameSink, PreviewSink
 from .tracking import FaceTracker
+
+if TYPE_CHECKING:
+    from .first_use import WeightsDownload
 
 log = logging.getLogger("vcam.pipeline")
 T = TypeVar("T")
@@ -185,6 +188,8 @@ class Pipeline:
         self._listeners: list[Callable[[], None]] = []
         self._avatar = self._load_avatar(settings.profile)
         self._pending: Avatar | None = None
+        self._pending_model: tuple[ModelConfig, Renderer, str, Avatar] | None = None
+        self._weights_download: WeightsDownload | None = None
         self._motion = MotionStage(config.convention, self._avatar.source, motion_settings(settings), config.retargeting is not None)
         self._state = PipelineState.STARTING
         self._message = ""
@@ -375,19 +380,32 @@ class Pipeline:
 
     # -- avatars ----------------------------------------------------------------------------------
 
-    def _load_avatar(self, name: str) -> Avatar:
+    def _load_avatar(self, name: str, model: tuple[ModelConfig, Renderer, str] | None = None) -> Avatar:
+        """``name``'s avatar for the current model, or for ``model`` (config, renderer, weights id)."""
+        config, renderer, weights_id = model or (self.config, self.renderer, self.weights_id)
         profile = self.store.load(name)
-        source = self.store.source_state(profile, self.renderer.prepare_source, self.weights_id, self.config.input_size)
+        source = self.store.source_state(profile, renderer.prepare_source, weights_id, config.input_size)
         s = self.settings
         compositor = Compositor(profile.keyframe, profile.box, (s.output_width, s.output_height), mirror=s.mirror)
         return Avatar(profile, source, compositor)
 
     def _take_pending_avatar(self) -> Avatar:
+        retired = None
         with self._lock:
+            if self._pending_model is not None:
+                retired = self.renderer
+                self.config, self.renderer, self.weights_id, self._avatar = self._pending_model
+                self._pending_model, self._pending = None, None
+                self.backend, self.banner = self.renderer.name, None
+                self._motion.set_source(self._avatar.source)
             if self._pending is not None:
                 self._avatar, self._pending = self._pending, None
                 self._motion.set_source(self._avatar.source)
-            return self._avatar
+            avatar = self._avatar
+        close = getattr(retired, "close", None)
+        if close is not None:
+            close()
+        return avatar
 
     # -- controller -------------------------------------------------------------------------------
 
@@ -439,6 +457,26 @@ class Pipeline:
 
         threading.Thread(target=load, name="vcam-profile-loader", daemon=True).start()
         return done
+
+    def switch_model(self, config: ModelConfig, renderer: Renderer, weights_id: str) -> None:
+        """Render with another model (the installed weights in place of the demo model) from the next
+        frame on. The avatar is prepared for it here, in the caller's thread; model, renderer and avatar
+        then change together between two frames, the old renderer is closed and the demo banner goes."""
+        avatar = self._load_avatar(self.active_profile, (config, renderer, weights_id))
+        with self._lock:
+            self._pending_model = (config, renderer, weights_id, avatar)
+        self._notify()
+
+    @property
+    def weights_download(self) -> WeightsDownload | None:
+        """The offer to download the real model's weights (None when they are installed)."""
+        return self._weights_download
+
+    def offer_weights_download(self, download: WeightsDownload) -> None:
+        """Show ``download`` in the tray; its progress reaches the status listeners."""
+        download.on_change = self._notify
+        self._weights_download = download
+        self._notify()
 
     @property
     def frontalize(self) -> bool:
