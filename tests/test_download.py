@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import io
+import logging
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fake_hub import FakeHub, running_hub
 from huggingface_hub import constants, try_to_load_from_cache
 
-from vcam.download import HubFile, _TerminalProgress, fetch, terminal_progress
+from vcam.download import HubFile, _TerminalProgress, fetch, progress_bar_class, terminal_progress
 from vcam.errors import VcamError
 
 REPO = "KwaiVGI/LivePortrait"
@@ -108,6 +110,22 @@ def test_missing_file_on_the_hub_is_one_line(hub):
     absent = HubFile(REPO, "liveportrait/nothing.pth", 10, "00" * 32)
     with pytest.raises(VcamError, match=r"^cannot download liveportrait/nothing.pth"):
         fetch(absent)
+
+
+def test_progress_reaches_the_report_through_huggingface_hubs_xet_reporter():
+    """Xet transfers (used when hf_xet is installed and the repository stores files in Xet) drive the
+    progress class through another reporter: one bar, counting file bytes, not network bytes."""
+    from huggingface_hub.utils._xet_progress_reporting import XetDownloadProgressReporter
+
+    calls: list[tuple[int, int | None]] = []
+    cls = progress_bar_class(lambda done, total: calls.append((done, total)))
+    with XetDownloadProgressReporter(reconstruction_desc="f", total=1000, log_level=logging.INFO, tqdm_class=cls) as reporter:
+        for done in (400, 1000):
+            reporter.update_progress(SimpleNamespace(
+                total_bytes_completed=done, total_transfer_bytes_completed=done // 3, total_bytes=1000,
+                total_bytes_completion_rate=1e6, total_transfer_bytes_completion_rate=3e5,
+            ))
+    assert calls == [(0, 1000), (400, 1000), (1000, 1000)]
 
 
 def test_terminal_progress_draws_one_line_with_time_left_that_ends_when_done() -> None:

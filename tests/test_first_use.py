@@ -5,7 +5,11 @@
 from __future__ import annotations
 
 import io
+import os
+import pty
+import select
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,6 +95,24 @@ def test_prompt_downloads_only_on_yes(hub, tmp_path, answer, downloads):
     assert installed(tmp_path) is downloads and (result is not None) is downloads
     if downloads:
         assert "100%" in stream.getvalue()
+
+
+def test_terminal_prompt_on_a_real_tty(hub, tmp_path, monkeypatch):
+    """stdin and stderr on a pseudo-terminal: the question is asked there and `y` downloads."""
+    master, slave = pty.openpty()
+    with os.fdopen(slave, "r", closefd=False) as tty_in, os.fdopen(slave, "w", closefd=False) as tty_out:
+        monkeypatch.setattr(sys, "stdin", tty_in)
+        monkeypatch.setattr(sys, "stderr", tty_out)
+        os.write(master, b"y\n")
+        assert offer_weights(load_settings(), assume_yes=False) is not None
+    shown = b""
+    while select.select([master], [], [], 0.5)[0]:
+        shown += os.read(master, 1 << 16)
+    os.close(master)
+    os.close(slave)
+    text = shown.decode()
+    assert "Download them from Hugging Face now" in text and "[y/N]" in text and "100%" in text
+    assert installed(tmp_path)
 
 
 def test_weights_in_the_hugging_face_cache_are_converted_without_asking(hub, tmp_path, monkeypatch):

@@ -13,7 +13,6 @@ so a changed environment applies even after ``huggingface_hub`` was imported.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import sys
@@ -132,7 +131,7 @@ def _download(file: HubFile, hub: _Hub, progress: Progress) -> str:
     try:
         return hf_hub_download(
             file.repo_id, file.path, cache_dir=hub.cache_dir, endpoint=hub.endpoint,
-            force_download=_in_cache(file, hub), tqdm_class=functools.partial(_ProgressBar, progress),  # type: ignore[arg-type]
+            force_download=_in_cache(file, hub), tqdm_class=progress_bar_class(progress),  # type: ignore[arg-type]
         )
     except Exception as exc:  # network errors, HTTP errors, a full disk: all end this download
         raise _unreachable(file, hub, exc) from None
@@ -160,23 +159,46 @@ def _evict(path: Path) -> None:
     blob.unlink(missing_ok=True)
 
 
-class _ProgressBar:
-    """The part of tqdm's interface that ``huggingface_hub`` drives, forwarded to a `Progress` callback."""
+def progress_bar_class(report: Progress) -> type[ProgressBar]:
+    """A tqdm stand-in class for ``huggingface_hub`` that reports to ``report`` and draws nothing."""
+    return type("ReportingProgressBar", (ProgressBar,), {"report": staticmethod(report)})
 
-    def __init__(self, report: Progress, *, total: int | None = None, initial: int = 0, **_: Any) -> None:
-        self.report, self.total, self.done = report, total, initial
-        report(initial, total)
+
+class ProgressBar:
+    """The part of tqdm's interface that ``huggingface_hub`` drives, for both of its transfers (plain
+    HTTP, and Xet, which also reports network bytes through ``update_transfer``: only the file's
+    bytes count here). Subclasses set ``report``; see :func:`progress_bar_class`."""
+
+    report: Progress
+
+    def __init__(self, *, total: int | None = None, initial: int = 0, **_: Any) -> None:
+        self.total, self.n = total, initial
+        self.report(initial, total)
 
     def update(self, n: int | float = 1) -> None:
-        self.done += int(n)
-        self.report(self.done, self.total)
+        self.n += int(n)
+        self.report(self.n, self.total)
 
-    def __enter__(self) -> _ProgressBar:
+    def update_transfer(self, n: int | float = 1) -> None:
+        """Network bytes (compressed, deduplicated): not the file's progress."""
+
+    def set_postfix_str(self, text: str = "", refresh: bool = True) -> None:
+        """Speed text for a drawn bar; the report computes its own."""
+
+    set_transfer_postfix_str = set_postfix_str
+
+    def refresh(self) -> None:
+        """Nothing is drawn."""
+
+    def close(self) -> None:
+        if self.total is None:
+            self.report(self.n, self.n)
+
+    def __enter__(self) -> ProgressBar:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if exc[0] is None and self.total is None:
-            self.report(self.done, self.done)
+        self.close()
 
 
 def sha256_file(path: Path) -> str:
