@@ -36,8 +36,8 @@ def offer_weights(
     stream: TextIO | None = None,
 ) -> Path | None:
     """Install the missing official weights when the user agrees; the weights folder, or None when the
-    run goes on with the demo model. ``ask`` prompts and returns the answer (default: ``input`` when
-    stdin and stderr are terminals, else no prompt)."""
+    run goes on with the demo model. ``ask`` prompts and returns the answer (default: a question on
+    the terminal when stdin and stderr are one, else none is asked)."""
     from . import weights
 
     if not weights_missing(settings):
@@ -95,7 +95,6 @@ class WeightsDownload:
         self._running = False
         self._done = False
         self._percent = -1
-        self._files: tuple[int, int] = (0, 0)
         self._thread: threading.Thread | None = None
 
     @property
@@ -131,11 +130,11 @@ class WeightsDownload:
 
         files = weights.HUB_FILES[self.settings.model]
         dest = self.settings.weights_dir / self.settings.model
-        counter = iter(range(1, len(files) + 1))
+        total = sum(file.size for file in files)
+        before = {file.name: sum(f.size for f in files[:i]) for i, file in enumerate(files)}
 
         def progress(name: str) -> Callable[[int, int | None], None]:
-            index = next(counter)
-            return lambda done, total: self._progress(index, len(files), done, total)
+            return lambda done, _: self._progress(before[name] + done, total)
 
         try:
             weights.fetch(self.settings.model, dest, progress=progress)
@@ -153,12 +152,13 @@ class WeightsDownload:
                 return
         self._set("Avatar weights installed", running=False, done=True)
 
-    def _progress(self, index: int, count: int, done: int, total: int | None) -> None:
-        percent = 100 * done // total if total else 0
-        if (index, percent) == (self._files[0], self._percent):
+    def _progress(self, done: int, total: int) -> None:
+        """Progress over all files, redrawn when the percentage changes."""
+        percent = 100 * done // total
+        if percent == self._percent:
             return
-        self._files, self._percent = (index, count), percent
-        self._set(f"Downloading avatar weights: file {index} of {count}, {percent} %", running=True)
+        self._percent = percent
+        self._set(f"Downloading avatar weights: {percent} % of {total / 1e6:.0f} MB", running=True)
 
     def _set(self, text: str, running: bool, done: bool = False) -> None:
         with self._lock:
