@@ -469,7 +469,7 @@ class Pipeline:
 
     @property
     def weights_download(self) -> WeightsDownload | None:
-        """The offer to download the real model's weights (None when they are installed)."""
+        """The offer to download the real model's weights (None when they were installed at start)."""
         return self._weights_download
 
     def offer_weights_download(self, download: WeightsDownload) -> None:

@@ -24,11 +24,11 @@ from .fileio import atomic_write_text
 from .tracking import FACE_EXPAND, FACE_SHIFT_Y
 
 APP = "vcam"
+CHECKOUT = Path(__file__).resolve().parents[1]
 ENVIRONMENT_ONLY = ("VCAM_SETTINGS_FILE", "VCAM_DATA_DIR")
 """Variables that locate the settings and data rather than set an option."""
 
 log = logging.getLogger("vcam")
-CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 def settings_path() -> Path:
@@ -162,7 +162,7 @@ def _warn_once(name: str, known: tuple[str, ...]) -> None:
 def settings_toml(settings: Settings) -> str:
     """Every option as TOML that can be pasted into the settings file; options without a value are commented out."""
     values = settings.model_dump(mode="json")
-    return "".join(tomli_w.dumps({key: value}) if value is not None else f"# {key} =  (not set)\n" for key, value in values.items())
+    return "".join(tomli_w.dumps({key: value}) if value is not None else f"# {key} = (not set)\n" for key, value in values.items())
 
 
 def save_settings(changes: dict[str, Any]) -> Path:
