@@ -395,7 +395,7 @@ class Pipeline:
             if self._pending_model is not None:
                 retired = self.renderer
                 self.config, self.renderer, self.weights_id, self._avatar = self._pending_model
-                self._pending_model, self._pending = None, None
+                self._pending_model = None
                 self.backend, self.banner = self.renderer.name, None
                 self._motion.set_source(self._avatar.source)
             if self._pending is not None:
@@ -440,18 +440,22 @@ class Pipeline:
         done: Future[None] = Future()
 
         def load() -> None:
-            try:
-                avatar = self._load_avatar(name)
-            except Exception as exc:
+            avatar = None
+            while avatar is None:  # again when the model changed during the load
+                model = self._latest_model()
+                try:
+                    prepared = self._load_avatar(name, model)
+                except Exception as exc:
+                    with self._lock:
+                        self._message = f"cannot switch to {name!r}: {exc}"
+                    log.warning(self._message)
+                    self._notify()
+                    done.set_exception(exc)
+                    return
                 with self._lock:
-                    self._message = f"cannot switch to {name!r}: {exc}"
-                log.warning(self._message)
-                self._notify()
-                done.set_exception(exc)
-                return
-            with self._lock:
-                self._pending = avatar
-                self._message = ""
+                    if self._latest_model()[1] is model[1]:
+                        avatar = self._pending = prepared
+                        self._message = ""
             self._notify()
             done.set_result(None)
 
@@ -465,7 +469,14 @@ class Pipeline:
         avatar = self._load_avatar(self.active_profile, (config, renderer, weights_id))
         with self._lock:
             self._pending_model = (config, renderer, weights_id, avatar)
+            self._pending = None  # prepared for the old model; the new one's avatar has its profile
         self._notify()
+
+    def _latest_model(self) -> tuple[ModelConfig, Renderer, str]:
+        """The model the next frames render with: the one waiting to be swapped in, else the current one."""
+        with self._lock:
+            pending = self._pending_model
+            return pending[:3] if pending is not None else (self.config, self.renderer, self.weights_id)
 
     @property
     def weights_download(self) -> WeightsDownload | None:
