@@ -29,12 +29,12 @@ from .capture import Frame, FrameSource
 from .compose import Compositor, draw_banner
 from .errors import VcamError
 from .models import ModelConfig, SourceState
-from .motion import MotionSettings, MotionStage
+from .motion import KeyframeRatios, MotionSettings, MotionStage
 from .profiles import Profile, ProfileStore
 from .render.base import Renderer
 from .settings import Settings, settings_path
 from .sinks import FrameSink, PreviewSink
-from .tracking import FaceTracker
+from .tracking import FaceTracker, read_keyframe
 
 log = logging.getLogger("vcam.pipeline")
 T = TypeVar("T")
@@ -112,6 +112,7 @@ class Avatar:
     profile: Profile
     source: SourceState
     compositor: Compositor
+    ratios: KeyframeRatios
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,8 @@ def motion_settings(s: Settings) -> MotionSettings:
         eye_reaim_degrees=s.eye_reaim_degrees,
         face_lost_hold_s=s.face_lost_hold_s,
         ease_s=s.ease_s,
+        driving_option=s.driving_option,
+        driving_multiplier=s.driving_multiplier,
     )
 
 
@@ -170,7 +173,7 @@ class Pipeline:
         self.source = source
         self.sink = sink
         self.microphone = microphone
-        self.tracker = tracker or FaceTracker(expand=settings.crop_expand, shift_y=settings.crop_shift_y, detect_every=settings.detect_every)
+        self.tracker = tracker or FaceTracker(scale=settings.crop_expand, shift_y=settings.crop_shift_y)
         self.backend = backend_description or renderer.name
         self.banner = banner
         self.clock = clock
@@ -185,7 +188,9 @@ class Pipeline:
         self._listeners: list[Callable[[], None]] = []
         self._avatar = self._load_avatar(settings.profile)
         self._pending: Avatar | None = None
-        self._motion = MotionStage(config.convention, self._avatar.source, motion_settings(settings), config.retargeting is not None)
+        self._motion = MotionStage(
+            config.convention, self._avatar.source, motion_settings(settings), config.retargeting is not None, self._avatar.ratios
+        )
         self._state = PipelineState.STARTING
         self._message = ""
         self._paused = False
@@ -332,8 +337,10 @@ class Pipeline:
         t0 = self.clock()
         estimate = None
         lost = True
+        face = None
         if frame is not None:
-            track = self.tracker.update(frame.image)
+            track = self.tracker.update(frame.image, frame.timestamp)
+            face = track.face
             lost = track.lost or track.box is None
             t1 = self.clock()
             self._timings["track"].add(t1 - t0)
@@ -344,7 +351,7 @@ class Pipeline:
             t0 = t1
         mouth = self.microphone.mouth_open() if self.microphone is not None else None
         when = frame.timestamp if frame is not None else self.clock()
-        head = self._motion.update(estimate, when, mouth)
+        head = self._motion.update(estimate, when, mouth, face)
         t2 = self.clock()
         self._timings["motion"].add(t2 - t0)
         rendered = self.renderer.render(avatar.source, head)
@@ -380,13 +387,18 @@ class Pipeline:
         source = self.store.source_state(profile, self.renderer.prepare_source, self.weights_id, self.config.input_size)
         s = self.settings
         compositor = Compositor(profile.keyframe, profile.box, (s.output_width, s.output_height), mirror=s.mirror)
-        return Avatar(profile, source, compositor)
+        if profile.eye_open is not None and profile.lip_open is not None:
+            ratios = KeyframeRatios(profile.eye_open, profile.lip_open)
+        else:  # a profile made before the keyframe's eyes and lips were measured
+            measured = read_keyframe(profile.keyframe, self.tracker.landmarker)
+            ratios = KeyframeRatios(measured.eye_open, measured.lip_open)
+        return Avatar(profile, source, compositor, ratios)
 
     def _take_pending_avatar(self) -> Avatar:
         with self._lock:
             if self._pending is not None:
                 self._avatar, self._pending = self._pending, None
-                self._motion.set_source(self._avatar.source)
+                self._motion.set_source(self._avatar.source, self._avatar.ratios)
             return self._avatar
 
     # -- controller -------------------------------------------------------------------------------
