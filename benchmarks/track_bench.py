@@ -57,9 +57,9 @@ class CountingLandmarker(FaceLandmarker):
 
     detections = 0
 
-    def find(self, image: np.ndarray):  # noqa: ANN201 - same as the base class
+    def find(self, image: np.ndarray, tiles_per_call: int | None = None):  # noqa: ANN201 - as the base class
         self.detections += 1
-        return super().find(image)
+        return super().find(image, tiles_per_call)
 
 
 def main(argv: list[str] | None = None) -> int:
