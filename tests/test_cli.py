@@ -107,6 +107,6 @@ def test_weights_import_and_verify(home, capsys, monkeypatch):
 def test_doctor_reports_every_check(home, capsys):
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
-    for word in ("settings:", "camera", "virtual camera", "GPU", "TensorRT", "weights:", "profiles", "microphone"):
+    for word in ("settings:", "camera", "virtual camera", "GPU", "TensorRT", "weights:", "face tracking: ", "profiles", "microphone"):
         assert word in out, word
     assert "vcam weights fetch" in out

