@@ -248,6 +248,9 @@ def test_controller_calls(tmp_path, store, renderer):
         pipeline.set_frontalize(True)
         pipeline.set_frontalize_strength(1.7)
         assert pipeline.frontalize and pipeline.frontalize_strength == 1.0
+        assert not pipeline.expression_friendly
+        pipeline.set_expression_friendly(True)
+        assert pipeline.expression_friendly and pipeline._motion.settings.driving_option == "expression-friendly"
         pipeline.pause()
         assert pipeline.paused and pipeline.status().state == PipelineState.PAUSED
         pipeline.resume()

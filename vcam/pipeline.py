@@ -460,6 +460,14 @@ class Pipeline:
         self._update_motion(frontalize=on)
 
     @property
+    def expression_friendly(self) -> bool:
+        """LivePortrait's expression-friendly driving (motion scaled to the avatar's face) is on."""
+        return self._motion.settings.driving_option == "expression-friendly"
+
+    def set_expression_friendly(self, on: bool) -> None:
+        self._update_motion(driving_option="expression-friendly" if on else "pose-friendly")
+
+    @property
     def frontalize_strength(self) -> float:
         return self._motion.settings.frontalize_strength
 
