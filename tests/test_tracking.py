@@ -50,6 +50,40 @@ def reference_points(name: str) -> np.ndarray:
     return points
 
 
+# -- crop boxes --------------------------------------------------------------------------------------
+
+
+def test_crop_box_at_native_scale_is_an_exact_slice() -> None:
+    image = portrait()
+    assert np.array_equal(CropBox(224.0, 112.0, 96.0).crop(image, 96), image[64:160, 176:272])
+
+
+def test_crop_box_downscale_averages_pixel_areas() -> None:
+    image = portrait()
+    for size in (256, 128):  # 2x: one bilinear sample per 2x2 block; 4x: resampled at full size, then averaged
+        small = CropBox(256.0, 256.0, 512.0).crop(image, size).astype(float)
+        k = 512 // size
+        reference = image.reshape(size, k, size, k, 3).mean(axis=(1, 3))
+        assert np.abs(small - reference).max() <= 1.0
+
+
+def test_crop_box_outside_the_frame_repeats_edges_and_scales() -> None:
+    image = portrait()
+    corner = CropBox(0.0, 0.0, 64.0).crop(image, 64)
+    assert np.array_equal(corner[:32, :32], np.broadcast_to(image[0, 0], (32, 32, 3)))
+    assert CropBox(10.0, 20.0, 30.0, 5.0).scaled(2.0) == CropBox(20.0, 40.0, 60.0, 5.0)
+
+
+def test_rotated_crop_box_levels_a_rotated_frame() -> None:
+    image = portrait()
+    turned = cv2.warpAffine(image, cv2.getRotationMatrix2D((255.5, 255.5), 20.0, 1.0), (512, 512))
+    upright = CropBox(256.0, 256.0, 200.0).crop(image, 200).astype(float)
+    levelled = CropBox(256.0, 256.0, 200.0, angle=-20.0).crop(turned, 200).astype(float)
+    assert np.abs(levelled - upright)[20:-20, 20:-20].mean() < 4.0
+    unlevelled = CropBox(256.0, 256.0, 200.0).crop(turned, 200).astype(float)
+    assert np.abs(unlevelled - upright)[20:-20, 20:-20].mean() > 15.0
+
+
 # -- LivePortrait's rules ---------------------------------------------------------------------------
 
 

@@ -55,14 +55,16 @@ class CropBox:
         return np.hstack([m, offset[:, None]])
 
     def crop(self, image: np.ndarray, out_size: int) -> np.ndarray:
-        """The out_size x out_size crop; parts outside the frame repeat its edge pixels."""
-        return cv2.warpAffine(
-            image,
-            self.affine(out_size),
-            (out_size, out_size),
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REPLICATE,
+        """The out_size x out_size crop; parts outside the frame repeat its edge pixels. A box much
+        larger than out_size is resampled at about its own size first and then averaged down
+        (LivePortrait likewise crops at 512 and area-resizes to 256), so fine detail does not alias."""
+        side = min(round(self.size), 4 * out_size)
+        if side < 1.5 * out_size:
+            side = out_size
+        crop = cv2.warpAffine(
+            image, self.affine(side), (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
+        return crop if side == out_size else cv2.resize(crop, (out_size, out_size), interpolation=cv2.INTER_AREA)
 
     def scaled(self, factor: float) -> CropBox:
         """The same box in a copy of the frame resized by factor."""
