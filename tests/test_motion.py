@@ -215,3 +215,11 @@ def test_eye_reaim_starts_from_where_the_user_looks(source):
     straight = m.update(estimate(), 0.3, face=face(gaze_pitch=3.0))
     k = EYEBALL_KEYPOINTS[0]
     assert (straight.exp - looking.exp)[0, k, 1].item() == pytest.approx(5.0 * GAZE_UP_PER_DEGREE, abs=1e-6)
+
+
+def test_a_frame_without_landmarks_keeps_the_last_measurements(source):
+    m = MotionStage(CONV, source, MotionSettings(smoothing_min_cutoff=1e7, smoothing_beta=0.0), True, KEYFRAME)
+    m.update(estimate(), 0.0, face=face())
+    talking = m.update(estimate(), 0.1, face=face(lip=0.35))
+    gap = m.update(estimate(), 0.2, face=None)  # the crop still shows a face, the mesh missed it
+    assert gap.mouth_open == talking.mouth_open and gap.eye_open == talking.eye_open

@@ -137,6 +137,7 @@ class MotionStage:
         self._found_since: float | None = None
         self._from: HeadMotion | None = None  # output at the moment tracking resumed
         self._neutral_face: FaceMeasures | None = None  # the user's eyes and lips at the neutral frame
+        self._last_face: FaceMeasures | None = None
         self._neutral_area: float | None = None  # hull area of the user's keypoints at the neutral frame
         self._lip_range = 0.0  # the widest the user opened the mouth beyond the neutral frame
         self._gaze_pitch: float | None = None
@@ -156,6 +157,7 @@ class MotionStage:
         """The next frame with a face becomes the user's neutral reference."""
         self._neutral = None
         self._neutral_face = None
+        self._last_face = None
         self._neutral_area = None
         self._filter.reset()
 
@@ -182,6 +184,8 @@ class MotionStage:
         if self._neutral is None:
             self._neutral = vector
             self._neutral_area = self._user_area(estimate)
+        face = face or self._last_face  # a frame or two without landmarks keeps the last measurements
+        self._last_face = face
         if face is not None and self._neutral_face is None:
             self._neutral_face = face
         self._gaze_pitch = face.gaze[0] if face is not None else None

@@ -389,8 +389,10 @@ class Pipeline:
         compositor = Compositor(profile.keyframe, profile.box, (s.output_width, s.output_height), mirror=s.mirror)
         if profile.eye_open is not None and profile.lip_open is not None:
             ratios = KeyframeRatios(profile.eye_open, profile.lip_open)
-        else:  # a profile made before the keyframe's eyes and lips were measured
-            measured = read_keyframe(profile.keyframe, self.tracker.landmarker)
+        else:
+            # a profile made before the keyframe's eyes and lips were measured; its own models, as this
+            # may run on the profile loader thread while the inference thread tracks
+            measured = read_keyframe(profile.keyframe)
             ratios = KeyframeRatios(measured.eye_open, measured.lip_open)
         return Avatar(profile, source, compositor, ratios)
 
