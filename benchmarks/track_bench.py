@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         all_ms: list[float] = []
         for _ in range(args.repeat):
             landmarker.detections = 0
-            records = track_frames(frames, fps, FaceTracker(landmarker))
+            records = list(track_frames(frames, fps, FaceTracker(landmarker)))
             all_ms += [r["ms"] for r in records]
         s = summarize(records)
         h, w = frames[0].shape[:2]

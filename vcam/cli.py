@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     track = sub.add_parser("track", help="measure how well your face is tracked in a clip or camera")
-    track.add_argument("source", help="video file, image or camera index")
+    track.add_argument("source", help="video file, image or camera index (a camera runs until --frames or Ctrl-C)")
     track.add_argument("--json", type=Path, help="write every frame's crop, eye/lip ratios and pose as JSON")
     track.add_argument("--frames", type=int, help="stop after this many frames")
     track.set_defaults(func=cmd_track)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,8 @@ def open_source(source: str) -> tuple[cv2.VideoCapture, float]:
     return capture, fps if fps and fps > 0 else 30.0
 
 
-def track_frames(frames: Any, fps: float, tracker: FaceTracker, limit: int | None = None) -> list[dict[str, Any]]:
+def track_frames(frames: Iterable[np.ndarray], fps: float, tracker: FaceTracker, limit: int | None = None) -> Iterator[dict[str, Any]]:
     """Track each BGR frame of the iterable; one JSON-ready record per frame."""
-    records = []
     for index, image in enumerate(frames):
         if limit is not None and index >= limit:
             break
@@ -57,7 +57,7 @@ def track_frames(frames: Any, fps: float, tracker: FaceTracker, limit: int | Non
         ms = (time.perf_counter() - start) * 1000
         face = result.face if result.face_found else None
         box = result.box
-        records.append({
+        yield {
             "t": round(t, 4),
             "face": face is not None,
             "box": [round(box.cx, 2), round(box.cy, 2), round(box.size, 2), round(box.angle, 3)] if box else None,
@@ -67,8 +67,7 @@ def track_frames(frames: Any, fps: float, tracker: FaceTracker, limit: int | Non
             "yaw": round(face.pose[1], 2) if face else None,
             "roll": round(face.pose[2], 2) if face else None,
             "ms": round(ms, 3),
-        })
-    return records
+        }
 
 
 def summarize(records: list[dict[str, Any]]) -> TrackSummary:
@@ -88,7 +87,7 @@ def summarize(records: list[dict[str, Any]]) -> TrackSummary:
     )
 
 
-def _read(capture: cv2.VideoCapture):  # noqa: ANN202 - a generator of frames
+def _read(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
     while True:
         ok, image = capture.read()
         if not ok:
@@ -98,8 +97,12 @@ def _read(capture: cv2.VideoCapture):  # noqa: ANN202 - a generator of frames
 
 def run_track(source: str, json_path: Path | None, frames: int | None, tracker: FaceTracker | None = None) -> TrackSummary:
     capture, fps = open_source(source)
+    records: list[dict[str, Any]] = []
     try:
-        records = track_frames(_read(capture), fps, tracker or FaceTracker(), frames)
+        for record in track_frames(_read(capture), fps, tracker or FaceTracker(), frames):
+            records.append(record)
+    except KeyboardInterrupt:  # a camera runs until Ctrl-C: keep what was tracked
+        pass
     finally:
         capture.release()
     summary = summarize(records)
