@@ -28,13 +28,14 @@ from .audio import Microphone
 from .capture import Frame, FrameSource
 from .compose import Compositor, draw_banner
 from .errors import VcamError
+from .landmark_models import ensure_models
 from .models import ModelConfig, SourceState
 from .motion import KeyframeRatios, MotionSettings, MotionStage
 from .profiles import Profile, ProfileStore
 from .render.base import Renderer
 from .settings import Settings, settings_path
 from .sinks import FrameSink, PreviewSink
-from .tracking import FaceTracker, read_keyframe
+from .tracking import FaceLandmarker, FaceTracker, read_keyframe
 
 log = logging.getLogger("vcam.pipeline")
 T = TypeVar("T")
@@ -173,7 +174,9 @@ class Pipeline:
         self.source = source
         self.sink = sink
         self.microphone = microphone
-        self.tracker = tracker or FaceTracker(scale=settings.crop_expand, shift_y=settings.crop_shift_y)
+        self.tracker = tracker or FaceTracker(
+            FaceLandmarker(ensure_models(settings.landmarks_dir)), scale=settings.crop_expand, shift_y=settings.crop_shift_y
+        )
         self.backend = backend_description or renderer.name
         self.banner = banner
         self.clock = clock
@@ -392,7 +395,7 @@ class Pipeline:
         else:
             # a profile made before the keyframe's eyes and lips were measured; its own models, as this
             # may run on the profile loader thread while the inference thread tracks
-            measured = read_keyframe(profile.keyframe)
+            measured = read_keyframe(profile.keyframe, FaceLandmarker(ensure_models(self.settings.landmarks_dir)))
             ratios = KeyframeRatios(measured.eye_open, measured.lip_open)
         return Avatar(profile, source, compositor, ratios)
 
