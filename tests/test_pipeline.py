@@ -44,7 +44,7 @@ def store(tmp_path):
 
 
 def settings(store: ProfileStore, **changes) -> Settings:
-    base = dict(profiles_dir=store.root, output_width=OUT[0], output_height=OUT[1], output_fps=30.0, audio=False, detect_every=1)
+    base = dict(profiles_dir=store.root, output_width=OUT[0], output_height=OUT[1], output_fps=30.0, audio=False)
     return Settings(**{**base, **changes})
 
 
@@ -248,9 +248,22 @@ def test_controller_calls(tmp_path, store, renderer):
         pipeline.set_frontalize(True)
         pipeline.set_frontalize_strength(1.7)
         assert pipeline.frontalize and pipeline.frontalize_strength == 1.0
+        assert not pipeline.expression_friendly
+        pipeline.set_expression_friendly(True)
+        assert pipeline.expression_friendly and pipeline._motion.settings.driving_option == "expression-friendly"
         pipeline.pause()
         assert pipeline.paused and pipeline.status().state == PipelineState.PAUSED
         pipeline.resume()
         assert not pipeline.paused
         assert pipeline.profiles() == ["default", "mirrored"]
         assert len(changes) >= 3
+
+
+def test_profile_from_before_the_face_was_measured_gets_measured_at_start(tmp_path, store, renderer):
+    meta = store.root / "default" / "profile.toml"
+    meta.write_text(meta.read_text().split("[face]")[0])  # as profiles were written before
+    assert store.load("default").eye_open is None
+    with FileSink(tmp_path / "o.mp4", *OUT, 30.0) as sink:
+        pipeline = Pipeline(settings(store), MODEL.cfg, renderer, store, "demo", None, sink)
+        ratios = pipeline._motion.keyframe
+    assert ratios is not None and 0.2 < ratios.eye_open[0] < 0.35 and ratios.lip_open > 0.1

@@ -6,6 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import skimage.data
 import torch
 
 from vcam.errors import VcamError
@@ -38,6 +39,9 @@ def test_create_list_show_and_cache(tmp_path):
     assert store.names() == ["alice"]
     assert 150 < profile.box.size < 300 and 150 < profile.box.cx < 300
     assert {p.name for p in profile.folder.iterdir()} == {"profile.toml", "keyframe.jpg", "source.safetensors"}
+    assert store.load("alice").eye_open == pytest.approx(profile.eye_open) and 0.2 < profile.eye_open[0] < 0.35
+    assert store.load("alice").lip_open == pytest.approx(profile.lip_open) and profile.lip_open > 0.1  # open smile
+    assert store.load("alice").box == profile.box and profile.box.angle != 0.0  # levelled on the eyes
     assert prepare.calls == 1
     state = store.source_state(store.load("alice"), prepare, "w1", SIZE)
     assert prepare.calls == 1  # cached
@@ -47,18 +51,32 @@ def test_create_list_show_and_cache(tmp_path):
     assert store.load("alice").credit == "NASA"
 
 
+def test_a_profile_from_before_the_face_was_measured_still_loads(tmp_path):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    shutil.copyfile(PORTRAIT, folder / "keyframe.jpg")
+    (folder / "profile.toml").write_text('name = "old"\nkeyframe = "keyframe.jpg"\n[box]\ncx = 223.0\ncy = 106.14\nsize = 215.6\n')
+    profile = ProfileStore(tmp_path).load("old")
+    assert profile.box.angle == 0.0 and profile.eye_open is None and profile.lip_open is None
+
+
 def test_photo_without_a_face_and_bad_names(tmp_path):
     store = ProfileStore(tmp_path)
     blank = tmp_path / "wall.png"
     cv2.imwrite(str(blank), np.full((300, 300, 3), 128, np.uint8))
     with pytest.raises(VcamError, match="no face found"):
         store.create("wall", blank, CountingPrepare(), "w", SIZE)
+    cameraman = tmp_path / "cameraman.png"  # scikit-image's photographer, looking sideways
+    cv2.imwrite(str(cameraman), skimage.data.camera())
+    with pytest.raises(VcamError, match=r"cameraman.png: the face is turned away \(\+\d+° yaw; at most ±30°\)") as error:
+        store.create("cameraman", cameraman, CountingPrepare(), "w", SIZE)
+    assert "\n" not in str(error.value)
     with pytest.raises(VcamError, match="not allowed"):
         store.create("../evil", PORTRAIT, CountingPrepare(), "w", SIZE)
     with pytest.raises(VcamError, match="cannot read image"):
         store.create("nofile", tmp_path / "missing.jpg", CountingPrepare(), "w", SIZE)
     assert store.names() == []
-    assert [p.name for p in tmp_path.iterdir()] == ["wall.png"]  # no half-made folders
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cameraman.png", "wall.png"]  # no half-made folders
 
 
 def test_failed_creation_leaves_the_old_profile_intact(tmp_path):

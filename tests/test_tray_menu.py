@@ -14,10 +14,10 @@ from vcam.pipeline import Pipeline, PipelineState
 
 
 CONTROLLER_METHODS = (
-    "profiles", "switch_profile", "set_frontalize", "set_frontalize_strength", "pause", "resume",
+    "profiles", "switch_profile", "set_frontalize", "set_frontalize_strength", "set_expression_friendly", "pause", "resume",
     "recalibrate", "set_preview", "status", "stop", "add_listener",
 )
-CONTROLLER_PROPERTIES = ("active_profile", "frontalize", "frontalize_strength", "paused", "preview", "weights_download")
+CONTROLLER_PROPERTIES = ("active_profile", "frontalize", "frontalize_strength", "expression_friendly", "paused", "preview", "weights_download")
 
 
 def test_the_double_has_the_real_controllers_interface() -> None:
@@ -95,6 +95,7 @@ def test_menu_layout(controller: FakeController) -> None:
         "Avatar",
         "Frontalize",
         "Frontalize strength",
+        "Expression-friendly motion",
         "Pause",
         "Recalibrate neutral",
         "Show preview",
@@ -142,6 +143,15 @@ def test_avatar_submenu_follows_added_and_removed_profiles(controller: FakeContr
     [placeholder] = Menu(controller)["Avatar"].submenu
     assert not placeholder.enabled and placeholder.action is None
     assert "vcam profile create" in placeholder.text
+
+
+def test_expression_friendly_motion_is_a_toggle(controller: FakeController) -> None:
+    assert Menu(controller)["Expression-friendly motion"].checked is False
+    click(controller, "Expression-friendly motion")
+    assert controller.calls == [("set_expression_friendly", True)]
+    assert Menu(controller)["Expression-friendly motion"].checked is True
+    click(controller, "Expression-friendly motion")
+    assert controller.calls[-1] == ("set_expression_friendly", False)
 
 
 def test_frontalize_strength_is_a_radio_group(controller: FakeController) -> None:

@@ -35,6 +35,7 @@ class FakeController:
         self._listeners: list[Callable[[], None]] = []
         self.frontalize = False
         self.frontalize_strength = 1.0
+        self.expression_friendly = False
         self.preview = False
         self.weights_download = None  # the real one offers a WeightsDownload while the demo model runs
 
@@ -62,6 +63,10 @@ class FakeController:
     def set_frontalize_strength(self, value: float) -> None:
         self.calls.append(("set_frontalize_strength", value))
         self.frontalize_strength = value
+
+    def set_expression_friendly(self, on: bool) -> None:
+        self.calls.append(("set_expression_friendly", on))
+        self.expression_friendly = on
 
     def pause(self) -> None:
         self.calls.append(("pause",))

@@ -72,6 +72,11 @@ def build_menu(
             checked=controller.frontalize,
         ),
         MenuEntry("Frontalize strength", submenu=_strength_entries(controller)),
+        MenuEntry(
+            "Expression-friendly motion",
+            partial(controller.set_expression_friendly, not controller.expression_friendly),
+            checked=controller.expression_friendly,
+        ),
         MenuEntry("Resume" if paused else "Pause", controller.resume if paused else controller.pause),
         MenuEntry("Recalibrate neutral", controller.recalibrate),
         MenuEntry(

@@ -195,6 +195,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_track(args: argparse.Namespace) -> int:
+    from .track_command import run_track
+
+    print(run_track(args.source, args.json, args.frames).line())
+    return 0
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     from .settings import settings_path, settings_toml
 
@@ -254,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--model", choices=["liveportrait", "facevid2vid"])
     bench.add_argument("--json", type=Path, help="also write the results as JSON")
     bench.set_defaults(func=cmd_bench)
+
+    track = sub.add_parser("track", help="measure how well your face is tracked in a clip or camera")
+    track.add_argument("source", help="video file, image or camera index (a camera runs until --frames or Ctrl-C)")
+    track.add_argument("--json", type=Path, help="write every frame's crop, eye/lip ratios and pose as JSON")
+    track.add_argument("--frames", type=int, help="stop after this many frames")
+    track.set_defaults(func=cmd_track)
 
     sub.add_parser("settings", help="show the effective settings and their file").set_defaults(func=cmd_settings)
     return parser

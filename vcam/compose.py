@@ -53,7 +53,7 @@ class Compositor:
         self._to_output = to_output
         self._box = box
 
-        half = box.size / 2
+        half = box.size / 2 / box.axis_aligned_shrink  # the upright square inside a rotated box
         bx0, by0, bx1, by1 = _bounds(to_output, box.cx - half, box.cy - half, box.cx + half, box.cy + half)
         kx0, ky0, kx1, ky1 = _bounds(to_output, 0.0, 0.0, kw, kh)
         x0, y0 = math.floor(max(bx0, kx0)), math.floor(max(by0, ky0))

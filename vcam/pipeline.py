@@ -28,13 +28,14 @@ from .audio import Microphone
 from .capture import Frame, FrameSource
 from .compose import Compositor, draw_banner
 from .errors import VcamError
+from .landmark_models import ensure_models
 from .models import ModelConfig, SourceState
-from .motion import MotionSettings, MotionStage
+from .motion import KeyframeRatios, MotionSettings, MotionStage
 from .profiles import Profile, ProfileStore
 from .render.base import Renderer
 from .settings import Settings, settings_path
 from .sinks import FrameSink, PreviewSink
-from .tracking import FaceTracker
+from .tracking import FaceLandmarker, FaceTracker, read_keyframe
 
 if TYPE_CHECKING:
     from .first_use import WeightsDownload
@@ -115,6 +116,7 @@ class Avatar:
     profile: Profile
     source: SourceState
     compositor: Compositor
+    ratios: KeyframeRatios
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,8 @@ def motion_settings(s: Settings) -> MotionSettings:
         eye_reaim_degrees=s.eye_reaim_degrees,
         face_lost_hold_s=s.face_lost_hold_s,
         ease_s=s.ease_s,
+        driving_option=s.driving_option,
+        driving_multiplier=s.driving_multiplier,
     )
 
 
@@ -173,7 +177,9 @@ class Pipeline:
         self.source = source
         self.sink = sink
         self.microphone = microphone
-        self.tracker = tracker or FaceTracker(expand=settings.crop_expand, shift_y=settings.crop_shift_y, detect_every=settings.detect_every)
+        self.tracker = tracker or FaceTracker(
+            FaceLandmarker(ensure_models(settings.landmarks_dir)), scale=settings.crop_expand, shift_y=settings.crop_shift_y
+        )
         self.backend = backend_description or renderer.name
         self.banner = banner
         self.clock = clock
@@ -190,7 +196,9 @@ class Pipeline:
         self._pending: Avatar | None = None
         self._pending_model: tuple[ModelConfig, Renderer, str, Avatar] | None = None
         self._weights_download: WeightsDownload | None = None
-        self._motion = MotionStage(config.convention, self._avatar.source, motion_settings(settings), config.retargeting is not None)
+        self._motion = MotionStage(
+            config.convention, self._avatar.source, motion_settings(settings), config.retargeting is not None, self._avatar.ratios
+        )
         self._state = PipelineState.STARTING
         self._message = ""
         self._paused = False
@@ -337,8 +345,10 @@ class Pipeline:
         t0 = self.clock()
         estimate = None
         lost = True
+        face = None
         if frame is not None:
-            track = self.tracker.update(frame.image)
+            track = self.tracker.update(frame.image, frame.timestamp)
+            face = track.face
             lost = track.lost or track.box is None
             t1 = self.clock()
             self._timings["track"].add(t1 - t0)
@@ -349,7 +359,7 @@ class Pipeline:
             t0 = t1
         mouth = self.microphone.mouth_open() if self.microphone is not None else None
         when = frame.timestamp if frame is not None else self.clock()
-        head = self._motion.update(estimate, when, mouth)
+        head = self._motion.update(estimate, when, mouth, face)
         t2 = self.clock()
         self._timings["motion"].add(t2 - t0)
         rendered = self.renderer.render(avatar.source, head)
@@ -387,7 +397,14 @@ class Pipeline:
         source = self.store.source_state(profile, renderer.prepare_source, weights_id, config.input_size)
         s = self.settings
         compositor = Compositor(profile.keyframe, profile.box, (s.output_width, s.output_height), mirror=s.mirror)
-        return Avatar(profile, source, compositor)
+        if profile.eye_open is not None and profile.lip_open is not None:
+            ratios = KeyframeRatios(profile.eye_open, profile.lip_open)
+        else:
+            # a profile made before the keyframe's eyes and lips were measured; its own models, as this
+            # may run on the profile loader thread while the inference thread tracks
+            measured = read_keyframe(profile.keyframe, FaceLandmarker(ensure_models(self.settings.landmarks_dir)))
+            ratios = KeyframeRatios(measured.eye_open, measured.lip_open)
+        return Avatar(profile, source, compositor, ratios)
 
     def _take_pending_avatar(self) -> Avatar:
         retired = None
@@ -397,10 +414,10 @@ class Pipeline:
                 self.config, self.renderer, self.weights_id, self._avatar = self._pending_model
                 self._pending_model = None
                 self.backend, self.banner = self.renderer.name, None
-                self._motion.set_source(self._avatar.source)
+                self._motion.set_source(self._avatar.source, self._avatar.ratios)
             if self._pending is not None:
                 self._avatar, self._pending = self._pending, None
-                self._motion.set_source(self._avatar.source)
+                self._motion.set_source(self._avatar.source, self._avatar.ratios)
             avatar = self._avatar
         close = getattr(retired, "close", None)
         if close is not None:
@@ -495,6 +512,14 @@ class Pipeline:
 
     def set_frontalize(self, on: bool) -> None:
         self._update_motion(frontalize=on)
+
+    @property
+    def expression_friendly(self) -> bool:
+        """LivePortrait's expression-friendly driving (motion scaled to the avatar's face) is on."""
+        return self._motion.settings.driving_option == "expression-friendly"
+
+    def set_expression_friendly(self, on: bool) -> None:
+        self._update_motion(driving_option="expression-friendly" if on else "pose-friendly")
 
     @property
     def frontalize_strength(self) -> float:

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save
 from .errors import VcamError
 from .fileio import atomic_write_bytes, atomic_write_text
 from .models import SourceState
-from .tracking import CropBox, FaceDetector, face_crop_box
+from .tracking import CropBox, FaceLandmarker, read_keyframe
 
 PROFILE_FILE = "profile.toml"
 SOURCE_FILE = "source.safetensors"
@@ -46,6 +46,8 @@ class Profile:
     box: CropBox  # the face crop in keyframe pixels
     created: str
     credit: str
+    eye_open: tuple[float, float] | None = None  # the keyframe's measured eye-open ratios (left, right in the image)
+    lip_open: float | None = None  # and lip-open ratio; None in profiles made before they were measured
 
     def face_crop(self, size: int) -> np.ndarray:
         """The keyframe's face crop as RGB uint8 size×size (what the networks read)."""
@@ -107,15 +109,18 @@ class ProfileStore:
             raise VcamError(f"no profile named {name!r} (profiles: {known}); create one with `vcam profile create {name} PHOTO`")
         try:
             meta = tomllib.loads(meta_path.read_text())
-            box = CropBox(*(float(meta["box"][k]) for k in ("cx", "cy", "size")))
+            box = CropBox(*(float(meta["box"][k]) for k in ("cx", "cy", "size")), float(meta["box"].get("angle", 0.0)))
             keyframe_name = str(meta["keyframe"])
+            face = meta.get("face", {})
+            eye_open = (float(face["eye_open"][0]), float(face["eye_open"][1])) if "eye_open" in face else None
+            lip_open = float(face["lip_open"]) if "lip_open" in face else None
         except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError, OSError) as exc:
             raise VcamError(f"profile {name!r} is damaged ({meta_path.name}: {exc}); remove it with `vcam profile remove {name}` and create it again") from None
         try:
             keyframe = read_image(folder / keyframe_name)
         except VcamError:
             raise VcamError(f"profile {name!r} is damaged: its keyframe {keyframe_name} is missing or unreadable; create it again") from None
-        return Profile(name, folder, keyframe, box, str(meta.get("created", "")), str(meta.get("credit", "")))
+        return Profile(name, folder, keyframe, box, str(meta.get("created", "")), str(meta.get("credit", "")), eye_open, lip_open)
 
     def source_state(self, profile: Profile, prepare: PrepareSource, weights_id: str, input_size: int) -> SourceState:
         """The cached source state, recomputed (and stored) when missing, damaged or stale."""
@@ -145,19 +150,20 @@ class ProfileStore:
         weights_id: str,
         input_size: int,
         credit: str = "",
-        detector: FaceDetector | None = None,
+        landmarker: FaceLandmarker | None = None,
         replace: bool = False,
     ) -> Profile:
-        """Detect the face in ``photo``, crop it, compute the source state, store it all atomically."""
+        """Find the face in ``photo``, crop it, measure it, compute the source state, store it all atomically."""
         check_name(name)
         final = self.root / name
         if final.exists() and not replace:
             raise VcamError(f"profile {name!r} already exists: pick another name or add --replace")
         image = read_image(photo)
-        face = (detector or FaceDetector()).detect(image)
-        if face is None:
-            raise VcamError(f"no face found in {photo}: use a well-lit, front-facing photo with one clear face")
-        box = face_crop_box(face)
+        try:
+            face = read_keyframe(image, landmarker)
+        except VcamError as exc:
+            raise VcamError(f"{photo}: {exc}") from None
+        box = face.box
         staging = self.root / f".{name}.creating"
         self.names()  # the profiles folder must be a folder
         with self.writing(f"create profile {name!r}"):
@@ -175,10 +181,11 @@ class ProfileStore:
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "credit": credit,
                 "keyframe": keyframe_name,
-                "box": {"cx": box.cx, "cy": box.cy, "size": box.size},
+                "box": {"cx": box.cx, "cy": box.cy, "size": box.size, "angle": box.angle},
+                "face": {"eye_open": list(face.eye_open), "lip_open": face.lip_open},
             }
             atomic_write_text(staging / PROFILE_FILE, tomli_w.dumps(meta))
-            profile = Profile(name, staging, image, box, meta["created"], credit)
+            profile = Profile(name, staging, image, box, meta["created"], credit, face.eye_open, face.lip_open)
             self.source_state(profile, prepare, weights_id, input_size)
             if final.exists():
                 trash = self.root / f".{name}.replaced"

@@ -21,7 +21,6 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from .errors import VcamError
 from .fileio import atomic_write_text
-from .tracking import FACE_EXPAND, FACE_SHIFT_Y
 
 APP = "vcam"
 CHECKOUT = Path(__file__).resolve().parents[1]
@@ -62,9 +61,8 @@ class Settings(BaseSettings):
     camera_fps: float = Field(30.0, gt=0, le=240)
     loop_clip: bool = Field(True, description="replay a clip source from the start when it ends")
     # Tracking
-    crop_expand: float = Field(FACE_EXPAND, gt=1.0, le=4.0, description="crop side as a multiple of the detected face size")
-    crop_shift_y: float = Field(FACE_SHIFT_Y, ge=-1.0, le=1.0, description="crop centre shift, in face sizes (negative = up)")
-    detect_every: int = Field(2, ge=1, le=30, description="run the face detector every N frames while the face is found")
+    crop_expand: float = Field(2.2, gt=1.0, le=4.0, description="camera crop side as a multiple of the face's landmark box (LivePortrait: 2.2)")
+    crop_shift_y: float = Field(-0.1, ge=-1.0, le=1.0, description="camera crop centre shift, in crop sides (negative = up; LivePortrait: -0.1)")
     # Avatar and model
     profile: str = "default"
     model: Literal["liveportrait", "facevid2vid"] = "liveportrait"
@@ -73,10 +71,15 @@ class Settings(BaseSettings):
     profiles_dir: Path = Field(default_factory=default_profiles_dir)
     engines_dir: Path = Field(default_factory=default_engines_dir)
     weights_dir: Path = Field(default_factory=lambda: data_dir() / "weights")
+    landmarks_dir: Path = Field(default_factory=lambda: data_dir() / "landmarks", description="the face tracker's MediaPipe models")
     # Motion
     frontalize: bool = False
     frontalize_strength: float = Field(1.0, ge=0.0, le=1.0)
     frontalize_target: Literal["camera", "keyframe"] = "camera"
+    driving_option: Literal["pose-friendly", "expression-friendly"] = Field(
+        "pose-friendly", description="expression-friendly scales the user's motion to the avatar's face size (LivePortrait)"
+    )
+    driving_multiplier: float = Field(1.0, ge=0.0, le=2.0, description="strength of the user's expression and motion")
     eye_reaim_degrees: float = Field(0.0, ge=0.0, le=20.0, description="raise the gaze while frontalized")
     smoothing_min_cutoff: float = Field(1.5, gt=0)
     smoothing_beta: float = Field(0.3, ge=0)

@@ -44,6 +44,8 @@ class HeadMotion:
     scale: torch.Tensor  # (B, 1)
     eye_open: float | None = None  # target eye-open ratio for eye retargeting (LivePortrait)
     mouth_open: float | None = None  # target lip-open ratio for lip retargeting (LivePortrait)
+    source_eye_open: tuple[float, float] | None = None  # the keyframe's measured eye-open ratios
+    source_lip_open: float | None = None  # and lip-open ratio (None: SOURCE_EYE_OPEN / SOURCE_LIP_OPEN)
 
 
 @dataclass
@@ -73,10 +75,18 @@ class SourceState:
         return HeadMotion(R=self.R_s, t=self.t_s, exp=self.exp_s, scale=self.scale_s)
 
 
-# Neutral eye/lip open ratios assumed for a keyframe (LivePortrait measures them with a landmark
-# model; a typical relaxed face is close to these values).
+# Eye/lip open ratios assumed for a keyframe whose own were not measured (a relaxed face is close
+# to these); profiles measure theirs from the face mesh (vcam.face_geometry).
 SOURCE_EYE_OPEN = 0.35
 SOURCE_LIP_OPEN = 0.0
+
+
+def source_eye_open(head: HeadMotion) -> tuple[float, float]:
+    return head.source_eye_open if head.source_eye_open is not None else (SOURCE_EYE_OPEN, SOURCE_EYE_OPEN)
+
+
+def source_lip_open(head: HeadMotion) -> float:
+    return head.source_lip_open if head.source_lip_open is not None else SOURCE_LIP_OPEN
 
 
 class TalkingHeadModel(nn.Module):
@@ -160,10 +170,10 @@ class TalkingHeadModel(nn.Module):
         b = x_d.shape[0]
         x_s = source.x_s.expand(b, -1, -1)
         if head.eye_open is not None:
-            ratios = x_d.new_tensor([[SOURCE_EYE_OPEN, SOURCE_EYE_OPEN, head.eye_open]]).expand(b, -1)
+            ratios = x_d.new_tensor([[*source_eye_open(head), head.eye_open]]).expand(b, -1)
             x_d = x_d + retarget.eye_delta(x_s, ratios)
         if head.mouth_open is not None:
-            ratios = x_d.new_tensor([[SOURCE_LIP_OPEN, head.mouth_open]]).expand(b, -1)
+            ratios = x_d.new_tensor([[source_lip_open(head), head.mouth_open]]).expand(b, -1)
             x_d = x_d + retarget.lip_delta(x_s, ratios)
         return retarget.stitch(x_s, x_d)
 

@@ -28,7 +28,7 @@ from torch.nn.utils.spectral_norm import SpectralNorm
 
 from vcam.models import HeadMotion, MotionEstimate, SourceState, TalkingHeadModel
 from vcam.models.config import ConvNeXtMotionConfig
-from vcam.models.talking_head import SOURCE_EYE_OPEN, SOURCE_LIP_OPEN
+from vcam.models.talking_head import source_eye_open, source_lip_open
 
 GridSample = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -59,9 +59,10 @@ def motion_fields(model: TalkingHeadModel) -> tuple[str, ...]:
 
 
 def retarget_controls(head: HeadMotion) -> torch.Tensor:
-    """(1, 4): eye-open target, eye gate, mouth-open target, mouth gate (gate 0 = leave as driven)."""
+    """(1, 7): eye-open target, eye gate, mouth-open target, mouth gate (gate 0 = leave as driven),
+    the keyframe's eye-open ratios (left, right) and lip-open ratio."""
     eye, mouth = head.eye_open, head.mouth_open
-    values = [eye or 0.0, float(eye is not None), mouth or 0.0, float(mouth is not None)]
+    values = [eye or 0.0, float(eye is not None), mouth or 0.0, float(mouth is not None), *source_eye_open(head), source_lip_open(head)]
     return torch.tensor([values], dtype=torch.float32)
 
 
@@ -117,8 +118,8 @@ class DrivingKeypointsGraph(nn.Module):
             return x_d
         assert retarget is not None, "a model with retargeting MLPs needs the retarget controls"
         b = x_d.shape[0]
-        eye = torch.cat([retarget.new_full((b, 2), SOURCE_EYE_OPEN), retarget[:, 0:1]], dim=1)
-        lip = torch.cat([retarget.new_full((b, 1), SOURCE_LIP_OPEN), retarget[:, 2:3]], dim=1)
+        eye = torch.cat([retarget[:, 4:6], retarget[:, 0:1]], dim=1)
+        lip = torch.cat([retarget[:, 6:7], retarget[:, 2:3]], dim=1)
         x_d = x_d + retarget[:, 1, None, None] * module.eye_delta(x_s, eye)
         x_d = x_d + retarget[:, 3, None, None] * module.lip_delta(x_s, lip)
         return module.stitch(x_s, x_d)
@@ -164,6 +165,7 @@ def make_sample(model: TalkingHeadModel, seed: int = 0) -> Sample:
         motion = model.extract_motion(driving_image)
         head = model.head_motion(motion)
         head.eye_open, head.mouth_open = 0.25, 0.4
+        head.source_eye_open, head.source_lip_open = (0.31, 0.27), 0.12  # a measured keyframe
         x_d = model.driving_keypoints(source, head)
     return Sample(source_image, driving_image, source, head, x_d)
 
@@ -220,7 +222,7 @@ def motion_layout(model: TalkingHeadModel) -> PackedLayout:
 
 def head_layout(model: TalkingHeadModel) -> PackedLayout:
     k = model.cfg.num_kp
-    return PackedLayout({"R": (1, 3, 3), "t": (1, 3), "exp": (1, k, 3), "scale": (1, 1), "retarget": (1, 4)})
+    return PackedLayout({"R": (1, 3, 3), "t": (1, 3), "exp": (1, k, 3), "scale": (1, 1), "retarget": (1, 7)})
 
 
 def motion_estimate(tensors: dict[str, torch.Tensor]) -> MotionEstimate:
