@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from vcam.models import FACEVID2VID, LIVEPORTRAIT, TalkingHeadModel, build_model, demo_config
-from vcam.render import EngineManifest, export_onnx, select_renderer
+from vcam.render import select_renderer
 from vcam.render.graphs import WarpDecodeGraph, graph_specs, inference_copy, make_sample
-from vcam.render.manifest import onnx_folder
-from vcam.render.onnx_export import GRID_SAMPLES, OPSETS, export_graph, max_abs_diff, run_onnxruntime, torch_outputs
+from vcam.render.manifest import EngineManifest, onnx_folder
+from vcam.render.onnx_export import GRID_SAMPLES, OPSETS, export_graph, export_onnx, max_abs_diff, run_onnxruntime, torch_outputs
 from vcam.render.torch_backend import TorchRenderer
 
 pytest.importorskip("onnxruntime", reason="the ONNX checks run the graphs with onnxruntime (pip install vcam[onnx])")

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from vcam.models import FACEVID2VID, LIVEPORTRAIT, TalkingHeadModel, build_model, demo_config
-from vcam.render import build_engines, select_renderer
-from vcam.render.engines import find_plans
+from vcam.render import select_renderer
+from vcam.render.engines import build_engines, find_plans
 from vcam.render.torch_backend import TorchRenderer
 
 pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install vcam[tensorrt] on a machine with an NVIDIA GPU)")
