@@ -58,7 +58,7 @@ def check_crop(crop_rgb: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(crop_rgb)
 
 
-def torch_dtype(precision: str) -> torch.dtype:
+def precision_dtype(precision: str) -> torch.dtype:
     """The torch dtype of a precision name of :data:`vcam.render.registry.PRECISIONS` (``fp16`` …)."""
     dtype: torch.dtype = getattr(torch, PRECISIONS[precision])
     return dtype

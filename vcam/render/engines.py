@@ -24,7 +24,7 @@ from vcam.fileio import atomic_write_bytes
 from vcam.models import TalkingHeadModel
 from vcam.weights import sha256_file
 
-from .base import torch_dtype
+from .base import precision_dtype
 from .contract import GraphIO, graph_io
 from .graphs import GraphSpec, graph_specs, inference_copy, make_sample
 from .manifest import EngineManifest, GraphRecord, onnx_folder, plan_folder, timing_cache_file
@@ -215,7 +215,7 @@ def build_engines(
             if graph_precision != "fp32" or (grid == "native" and spec.name == "warp_decode"):
                 say(f"tensorrt: exporting {spec.name} ({graph_precision}, {grid} grid sample)")
                 if graph_precision != "fp32":
-                    spec = GraphSpec(spec.name, FloatIO(spec.module, torch_dtype(graph_precision)), spec.inputs, spec.outputs)
+                    spec = GraphSpec(spec.name, FloatIO(spec.module, precision_dtype(graph_precision)), spec.inputs, spec.outputs)
                 onnx_path = scratch / f"{spec.name}.onnx"
                 export_graph(spec, onnx_path, OPSETS[grid])
             plan = build_plan(found, onnx_path, timing_cache, say, spec.name)

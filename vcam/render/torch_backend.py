@@ -20,7 +20,7 @@ from torch import nn
 from vcam.errors import VcamError
 from vcam.models import HeadMotion, MotionEstimate, SourceState, TalkingHeadModel
 
-from .base import Renderer, SourceUpload, check_crop, image_from_uint8, image_to_uint8, torch_dtype
+from .base import Renderer, SourceUpload, check_crop, image_from_uint8, image_to_uint8, precision_dtype
 from .fast import autotune_convs, speed_up
 from .graphs import (
     DrivingKeypointsGraph,
@@ -110,7 +110,7 @@ class TorchRenderer(Renderer):
         if fast:
             speed_up(nets.warping_module)
             speed_up(nets.spade_generator)
-        dtype = torch_dtype(precision)
+        dtype = precision_dtype(precision)
         motion: nn.Module = MotionGraph(nets)
         warp: nn.Module = WarpDecodeGraph(nets)
         self._drive = DrivingKeypointsGraph(nets)
