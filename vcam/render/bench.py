@@ -25,7 +25,7 @@ import torch
 
 from vcam.errors import VcamError
 from vcam.fileio import atomic_write_text
-from vcam.models import HeadMotion, SourceState, TalkingHeadModel, build_model, config_by_name
+from vcam.models import CONFIGS, HeadMotion, SourceState, TalkingHeadModel, build_model, config_by_name
 
 from .base import Renderer
 from .registry import Target, backends
@@ -235,7 +235,7 @@ def load_bench_model(model_name: str, weights_dir: Path | None, seed: int = 0) -
         return weights.load_model(weights_dir), weights.weights_id(weights_dir)
     cfg = config_by_name(model_name)
     if cfg is None:
-        raise VcamError(f"unknown model {model_name!r}: choose liveportrait or facevid2vid (or either with -demo)")
+        raise VcamError(f"unknown model {model_name!r}: choose {' or '.join(CONFIGS)} (or either with -demo)")
     return build_model(cfg, seed=seed), f"random-{cfg.name}-seed{seed}"
 
 
