@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +11,12 @@ import pytest
 import torch
 
 from vcam.models import FACEVID2VID, LIVEPORTRAIT, TalkingHeadModel, build_model, demo_config
-from vcam.render import EngineManifest, export_onnx, select_renderer
+from vcam.errors import VcamError
+from vcam.render import select_renderer
 from vcam.render.graphs import WarpDecodeGraph, graph_specs, inference_copy, make_sample
-from vcam.render.manifest import onnx_folder
-from vcam.render.onnx_export import GRID_SAMPLES, OPSETS, export_graph, max_abs_diff, run_onnxruntime, torch_outputs
+from vcam.render.manifest import EngineManifest, onnx_folder
+from vcam.render.contract import GRAPH_VERSION, graph_io
+from vcam.render.onnx_export import GRID_SAMPLES, OPSETS, current_onnx, export_graph, export_onnx, max_abs_diff, run_onnxruntime, torch_outputs
 from vcam.render.torch_backend import TorchRenderer
 
 pytest.importorskip("onnxruntime", reason="the ONNX checks run the graphs with onnxruntime (pip install vcam[onnx])")
@@ -91,3 +94,60 @@ def test_onnxruntime_renderer_matches_torch(exported: tuple[TalkingHeadModel, Pa
         image, expected = renderer.render(source, head), reference.render(expected_source, head)
         assert image.shape == expected.shape and image.dtype == np.uint8
         assert np.abs(image.astype(np.int16) - expected.astype(np.int16)).max() <= 1
+
+
+def test_exported_graphs_follow_the_contract(exported: tuple[TalkingHeadModel, Path, EngineManifest]) -> None:
+    import onnx
+
+    model, engines, manifest = exported
+    folder = onnx_folder(engines, "demo")
+    contract = graph_io(model.cfg)
+    assert list(manifest.graphs) == list(contract) and manifest.graph_version == GRAPH_VERSION
+    for name, io in contract.items():
+        graph = onnx.load(str(folder / manifest.graphs[name].file)).graph
+
+        def shapes(values: list[onnx.ValueInfoProto]) -> dict[str, tuple[int, ...]]:
+            return {v.name: tuple(d.dim_value for d in v.type.tensor_type.shape.dim) for v in values}
+
+        assert list(shapes(graph.input).items()) == list(io.inputs.items()), name
+        assert list(shapes(graph.output).items()) == list(io.outputs.items()), name
+        assert manifest.graphs[name].inputs == {k: list(v) for k, v in io.inputs.items()}
+
+
+def _as_older_vcam(folder: Path) -> None:
+    """Rewrite ``folder``'s manifest as a vcam from before graph versions wrote it."""
+    data = json.loads((folder / "manifest.json").read_text())
+    del data["graph_version"]
+    (folder / "manifest.json").write_text(json.dumps(data))
+
+
+def test_a_stale_export_is_reported_and_exported_again(
+    exported: tuple[TalkingHeadModel, Path, EngineManifest], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model, engines, _ = exported
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    folder = onnx_folder(tmp_path, "demo")
+    folder.mkdir()
+    for file in onnx_folder(engines, "demo").iterdir():
+        (folder / file.name).write_bytes(file.read_bytes())
+    _as_older_vcam(folder)
+    stale = EngineManifest.load(folder)
+    assert stale is not None and stale.graph_version == 0
+    assert stale.stale == f"stale (graph version 0, this vcam needs {GRAPH_VERSION})"
+
+    with pytest.raises(VcamError, match=r"onnxruntime renderer cannot run here: the ONNX export of weights demo .* is stale \(graph version 0, this vcam needs \d+\) — export it again with `vcam engines build --onnx-only`"):
+        select_renderer("onnxruntime", model, tmp_path, "demo")
+    renderer, why = select_renderer("auto", model, tmp_path, "demo")
+    renderer.close()
+    assert why.startswith("torch-cpu: ") and "is stale (graph version 0" in why
+
+    messages: list[str] = []
+    manifest = current_onnx(model, tmp_path, "demo", messages.append)
+    assert messages[0] == f"onnx: the export in {folder} is stale (graph version 0, this vcam needs {GRAPH_VERSION}): exporting it again"
+    assert manifest.graph_version == GRAPH_VERSION and EngineManifest.load(folder) == manifest
+    messages.clear()
+    assert current_onnx(model, tmp_path, "demo", messages.append) == manifest and messages == []  # current: reused
+    renderer, why = select_renderer("auto", model, tmp_path, "demo")
+    with renderer:
+        assert renderer.name == "onnxruntime"

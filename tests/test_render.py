@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from vcam.errors import VcamError
 from vcam.models import FACEVID2VID, LIVEPORTRAIT, HeadMotion, MotionEstimate, SourceState, TalkingHeadModel, build_model, demo_config
 from vcam.models.blocks import SPADE
-from vcam.render import grid_sample_3d_gather, run_bench, select_renderer
+from vcam.render import select_renderer
+from vcam.render.bench import run_bench
+from vcam.render.gridsample import grid_sample_3d_gather
 from vcam.render.base import image_to_uint8
 from vcam.render.fast import FastConv, FusedSPADE, PointwiseConv, TapConv, autotune_convs, speed_up
 from vcam.render.graphs import DrivingKeypointsGraph, head_tensors, inference_copy, make_sample

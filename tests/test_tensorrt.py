@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +10,9 @@ import pytest
 import torch
 
 from vcam.models import FACEVID2VID, LIVEPORTRAIT, TalkingHeadModel, build_model, demo_config
-from vcam.render import build_engines, select_renderer
-from vcam.render.engines import find_plans
+from vcam.render import select_renderer
+from vcam.render.contract import GRAPH_VERSION
+from vcam.render.engines import build_engines, find_plans
 from vcam.render.torch_backend import TorchRenderer
 
 pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install vcam[tensorrt] on a machine with an NVIDIA GPU)")
@@ -39,6 +41,16 @@ def test_build_check_cache_and_render(model: TalkingHeadModel, tmp_path: Path) -
     built = plan.stat().st_mtime_ns
     assert build_engines(model, tmp_path, "demo", "fp16") == manifest  # cached: nothing rebuilt
     assert plan.stat().st_mtime_ns == built
+
+    # Plans made for another graph version are stale: passed over, then built again.
+    data = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps(data | {"graph_version": 0}))
+    stale = f"stale (graph version 0, this vcam needs {GRAPH_VERSION})"
+    assert find_plans(tmp_path, model, "demo", "fp16") == (None, f"the fp16 plans in {folder} are {stale}")
+    messages.clear()
+    assert build_engines(model, tmp_path, "demo", "fp16", progress=messages.append).graph_version == GRAPH_VERSION
+    assert messages[0] == f"tensorrt: the plans in {folder} are {stale}: building them again"
+    assert plan.stat().st_mtime_ns != built
 
     renderer, why = select_renderer("auto", model, tmp_path, "demo")
     rng = np.random.default_rng(4)

@@ -13,6 +13,8 @@ from typing import Any
 
 from . import __version__
 from .errors import VcamError
+from .models import CONFIGS
+from .render.registry import backend_choices
 from .settings import Settings, load_settings
 
 
@@ -24,8 +26,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", dest="camera", help="webcam index, /dev/videoN, or a clip/image to play (default: settings' camera)")
     p.add_argument("--sink", help="virtual, virtual:DEVICE, file:PATH (.mp4/.avi/.y4m) or preview")
     p.add_argument("--profile", help="avatar profile to start with")
-    p.add_argument("--backend", choices=["auto", "tensorrt", "torch", "onnxruntime"])
-    p.add_argument("--model", choices=["liveportrait", "facevid2vid"])
+    p.add_argument("--backend", choices=backend_choices())
+    p.add_argument("--model", choices=list(CONFIGS))
     p.add_argument("--strength", dest="frontalize_strength", type=float, help="frontalization strength 0..1")
     p.add_argument("--width", dest="output_width", type=int)
     p.add_argument("--height", dest="output_height", type=int)
@@ -160,7 +162,8 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 def cmd_engines(args: argparse.Namespace) -> int:
     from .app import open_model
-    from .render import build_engines, export_onnx
+    from .render.engines import build_engines
+    from .render.onnx_export import export_onnx
 
     settings = load_settings()
     loaded = open_model(settings)
@@ -183,8 +186,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .render import run_bench
-    from .render.bench import TerminalFrameProgress
+    from .render.bench import TerminalFrameProgress, run_bench
 
     settings = load_settings(model=args.model)
     run_bench(
@@ -241,9 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     weights = sub.add_parser("weights", help="get, import and verify model weights")
     wsub = weights.add_subparsers(dest="action", required=True)
     for action, text in (("fetch", "download the official weights"), ("verify", "check installed files against their sha256")):
-        wsub.add_parser(action, help=text).add_argument("--model", choices=["liveportrait", "facevid2vid"])
+        wsub.add_parser(action, help=text).add_argument("--model", choices=list(CONFIGS))
     imp = wsub.add_parser("import", help="import checkpoint files you downloaded")
-    imp.add_argument("--model", choices=["liveportrait", "facevid2vid"])
+    imp.add_argument("--model", choices=list(CONFIGS))
     imp.add_argument("files", nargs="+")
     weights.set_defaults(func=cmd_weights)
 
@@ -258,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure render speed per backend")
     bench.add_argument("--backends", nargs="*", help="backends to measure (default: all available)")
     bench.add_argument("--frames", type=int, help="timed frames per backend (default: 100 with a GPU, 12 on a CPU)")
-    bench.add_argument("--model", choices=["liveportrait", "facevid2vid"])
+    bench.add_argument("--model", choices=list(CONFIGS))
     bench.add_argument("--json", type=Path, help="also write the results as JSON")
     bench.set_defaults(func=cmd_bench)
 

@@ -12,15 +12,19 @@ import logging
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Literal
 
 import platformdirs
 import tomli_w
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from .errors import VcamError
 from .fileio import atomic_write_text
+from .models.config import CONFIGS
+from .render.registry import backend_choices, precision_choices
 
 APP = "vcam"
 CHECKOUT = Path(__file__).resolve().parents[1]
@@ -51,6 +55,19 @@ def default_engines_dir() -> Path:
     return CHECKOUT / "engines" if _in_checkout() else data_dir() / "engines"
 
 
+def _one_of(choices: Callable[[], Sequence[str]]) -> AfterValidator:
+    """A value among ``choices()``, read when validated (the model and backend registries)."""
+
+    def check(value: str) -> str:
+        allowed = [repr(c) for c in choices()]
+        if value not in choices():
+            expected = f"{', '.join(allowed[:-1])} or {allowed[-1]}" if len(allowed) > 1 else allowed[0]
+            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+        return value
+
+    return AfterValidator(check)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VCAM_", extra="forbid", validate_default=True)
 
@@ -65,9 +82,9 @@ class Settings(BaseSettings):
     crop_shift_y: float = Field(-0.1, ge=-1.0, le=1.0, description="camera crop centre shift, in crop sides (negative = up; LivePortrait: -0.1)")
     # Avatar and model
     profile: str = "default"
-    model: Literal["liveportrait", "facevid2vid"] = "liveportrait"
-    backend: Literal["auto", "tensorrt", "torch", "onnxruntime"] = "auto"
-    precision: Literal["fp16", "bf16", "fp32"] = "fp16"
+    model: Annotated[str, _one_of(lambda: tuple(CONFIGS))] = "liveportrait"
+    backend: Annotated[str, _one_of(backend_choices)] = "auto"
+    precision: Annotated[str, _one_of(precision_choices)] = "fp16"
     profiles_dir: Path = Field(default_factory=default_profiles_dir)
     engines_dir: Path = Field(default_factory=default_engines_dir)
     weights_dir: Path = Field(default_factory=lambda: data_dir() / "weights")

@@ -11,6 +11,9 @@ import torch
 from vcam.errors import VcamError
 from vcam.models import HeadMotion, ModelConfig, MotionEstimate, SourceState
 
+from .contract import source_shapes
+from .registry import PRECISIONS
+
 
 class Renderer(Protocol):
     """Draws the avatar: the source side once per profile, motion and render once per frame.
@@ -55,6 +58,12 @@ def check_crop(crop_rgb: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(crop_rgb)
 
 
+def precision_dtype(precision: str) -> torch.dtype:
+    """The torch dtype of a precision name of :data:`vcam.render.registry.PRECISIONS` (``fp16`` …)."""
+    dtype: torch.dtype = getattr(torch, PRECISIONS[precision])
+    return dtype
+
+
 def image_from_uint8(crop: torch.Tensor) -> torch.Tensor:
     """(S, S, 3) uint8 RGB → (1, 3, S, S) float32 in [0, 1], on ``crop``'s device."""
     return crop.permute(2, 0, 1).unsqueeze(0).float() / 255
@@ -70,10 +79,8 @@ class SourceUpload:
     is rendered: a profile's tensors cross to the device once, not per frame."""
 
     def __init__(self, cfg: ModelConfig, device: torch.device | str) -> None:
-        side = cfg.input_size // 4
-        volume = (1, cfg.warping.reshape_channel, cfg.appearance.reshape_depth, side, side)
-        keypoints = (1, cfg.num_kp, 3)
-        self.buffers = {name: torch.zeros(shape, device=device) for name, shape in (("f_s", volume), ("x_c", keypoints), ("x_s", keypoints))}
+        shapes = source_shapes(cfg)
+        self.buffers = {name: torch.zeros(shapes[name], device=device) for name in ("f_s", "x_c", "x_s")}
         self._bound: SourceState | None = None
 
     def bind(self, source: SourceState) -> None:

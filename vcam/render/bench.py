@@ -25,9 +25,10 @@ import torch
 
 from vcam.errors import VcamError
 from vcam.fileio import atomic_write_text
-from vcam.models import HeadMotion, SourceState, TalkingHeadModel, build_model, config_by_name
+from vcam.models import CONFIGS, HeadMotion, SourceState, TalkingHeadModel, build_model, config_by_name
 
 from .base import Renderer
+from .registry import Target, backends
 from .select import select_renderer
 from .torch_backend import TorchRenderer
 
@@ -57,37 +58,27 @@ class BenchResult:
 
 
 def _renderer(spec: str, model: TalkingHeadModel, engines_dir: Path, weights_id: str) -> tuple[Renderer, str]:
-    """``eager-fp32``, or ``KIND[:PRECISION][+compile][+plain]`` (``torch-cuda:fp16+compile``, ``tensorrt:fp16``…).
+    """``eager-fp32``, or ``BACKEND[:PRECISION][+OPTION…]`` (``torch-cuda:fp16+compile``, ``tensorrt:fp16``…).
 
-    ``+compile`` adds torch.compile to torch-cuda; ``+plain`` leaves out the :mod:`vcam.render.fast` rewrites.
+    Options are the backend's own (:attr:`Backend.options`): torch-cuda's ``+compile`` adds
+    torch.compile, ``+plain`` leaves out the :mod:`vcam.render.fast` rewrites.
     """
     if spec == BASELINE:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         return TorchRenderer(model, device, "fp32", channels_last=False, cuda_graphs=False, fast=False), f"plain eager torch float32 on {device}"
     kind, _, options = spec.partition(":")
     precision, *flags = (options or "fp16").split("+")
-    if flags:
-        if kind != "torch-cuda" or not torch.cuda.is_available() or not set(flags) <= {"compile", "plain"}:
-            raise VcamError(f"{spec}: +compile and +plain apply to torch-cuda only, on a CUDA machine")
-        compile_mode = "default" if "compile" in flags else None
-        fast = "plain" not in flags
-        note = f"torch-cuda {precision}, CUDA graphs" + (", torch.compile" if compile_mode else "") + ("" if fast else ", without vcam.render.fast")
-        return TorchRenderer(model, "cuda", precision, compile_mode=compile_mode, fast=fast), note
-    return select_renderer(kind, model, engines_dir, weights_id, precision)
+    return select_renderer(kind, model, engines_dir, weights_id, precision, frozenset(flags))
 
 
 def default_backends(engines_dir: Path, model: TalkingHeadModel, weights_id: str) -> list[str]:
-    """The eager baseline and every backend that can run here."""
-    from .engines import find_plans
-    from .manifest import EngineManifest, onnx_folder
-
+    """The eager baseline and, for every registered backend that can run here, each precision it
+    has benchmarked by default (:attr:`Backend.bench`)."""
     specs = [BASELINE]
-    if torch.cuda.is_available():
-        specs += ["torch-cuda:fp16", "torch-cuda:bf16"]
-        if find_plans(engines_dir, model, weights_id, "fp16")[0] is not None:
-            specs.append("tensorrt:fp16")
-    if EngineManifest.load(onnx_folder(engines_dir, weights_id)) is not None:
-        specs.append("onnxruntime")
+    for backend in backends():
+        for precision in backend.bench:
+            if backend.availability(Target(model, engines_dir, weights_id, precision)).make is not None:
+                specs.append(backend.name if len(backend.precisions) == 1 else f"{backend.name}:{precision}")
     return specs
 
 
@@ -244,7 +235,7 @@ def load_bench_model(model_name: str, weights_dir: Path | None, seed: int = 0) -
         return weights.load_model(weights_dir), weights.weights_id(weights_dir)
     cfg = config_by_name(model_name)
     if cfg is None:
-        raise VcamError(f"unknown model {model_name!r}: choose liveportrait or facevid2vid (or either with -demo)")
+        raise VcamError(f"unknown model {model_name!r}: choose {' or '.join(CONFIGS)} (or either with -demo)")
     return build_model(cfg, seed=seed), f"random-{cfg.name}-seed{seed}"
 
 

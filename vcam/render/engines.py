@@ -24,13 +24,15 @@ from vcam.fileio import atomic_write_bytes
 from vcam.models import TalkingHeadModel
 from vcam.weights import sha256_file
 
+from .base import precision_dtype
+from .contract import GraphIO, graph_io
 from .graphs import GraphSpec, graph_specs, inference_copy, make_sample
 from .manifest import EngineManifest, GraphRecord, onnx_folder, plan_folder, timing_cache_file
-from .onnx_export import GRID_SAMPLES, OPSETS, Progress, export_graph, export_onnx, max_abs_diff, torch_outputs
+from .onnx_export import GRID_SAMPLES, OPSETS, Progress, current_onnx, export_graph, export_onnx, max_abs_diff, torch_outputs
+from .registry import get_backend
 from .tensorrt_backend import TrtGraph
 
 REDUCED_PRECISION_GRAPHS = ("warp_decode",)
-PRECISIONS = {"fp16": torch.float16, "fp32": torch.float32}
 WORKSPACE_BYTES = 4 << 30
 
 
@@ -69,6 +71,8 @@ def find_plans(engines_dir: Path, model: TalkingHeadModel, weights_id: str, prec
     where = f"{found.gpu} / TRT {found.version}"
     if manifest is None or manifest.model != model.cfg.name:
         return None, f"no {precision} plans for {where} and weights {weights_id} in {engines_dir}"
+    if manifest.stale:
+        return None, f"the {precision} plans in {folder} are {manifest.stale}"
     return folder, f"plans for {where} found"
 
 
@@ -154,10 +158,10 @@ def native_grid_sample(found: TensorRT, scratch: Path) -> bool:
     return True
 
 
-def check_plan(found: TensorRT, plan: bytes, spec: GraphSpec, expected: list[torch.Tensor]) -> float:
+def check_plan(found: TensorRT, plan: bytes, spec: GraphSpec, io: GraphIO, expected: list[torch.Tensor]) -> float:
     """Run the plan on the spec's example inputs; max abs difference from torch float32."""
     runtime = found.trt.Runtime(found.trt.Logger(found.trt.Logger.WARNING))
-    graph = TrtGraph(found.trt, runtime, plan, torch.device("cuda", torch.cuda.current_device()))
+    graph = TrtGraph(found.trt, runtime, plan, torch.device("cuda", torch.cuda.current_device()), io)
     stream = torch.cuda.Stream()
     with torch.cuda.stream(stream):
         for name in graph.inputs:
@@ -183,19 +187,20 @@ def build_engines(
     found, why = find_tensorrt()
     if found is None:
         raise VcamError(f"cannot build TensorRT plans: {why} — install TensorRT (`pip install vcam[tensorrt]`) on a machine with an NVIDIA GPU")
-    if precision not in PRECISIONS:
-        raise VcamError(f"TensorRT plans can be built in {' or '.join(PRECISIONS)}, not {precision!r}")
+    precisions = get_backend("tensorrt").precisions
+    if precision not in precisions:
+        raise VcamError(f"TensorRT plans can be built in {' or '.join(precisions)}, not {precision!r}")
     say = progress or (lambda _: None)
     folder = plan_folder(out_dir, found.gpu, found.version, weights_id, precision)
     cached = EngineManifest.load(folder)
     if cached is not None and cached.model == model.cfg.name and not rebuild:
-        say(f"tensorrt: plans for {found.gpu} / TRT {found.version} already built in {folder}")
-        return cached
+        if not cached.stale:
+            say(f"tensorrt: plans for {found.gpu} / TRT {found.version} already built in {folder}")
+            return cached
+        say(f"tensorrt: the plans in {folder} are {cached.stale}: building them again")
 
     sample = make_sample(model)
-    reference = EngineManifest.load(onnx_folder(out_dir, weights_id))
-    if reference is None or reference.model != model.cfg.name or rebuild:
-        reference = export_onnx(model, out_dir, weights_id, say, sample)
+    reference = export_onnx(model, out_dir, weights_id, say, sample) if rebuild else current_onnx(model, out_dir, weights_id, say, sample)
     folder.mkdir(parents=True, exist_ok=True)
     timing_cache = timing_cache_file(out_dir, found.gpu, found.version)
     records = {}
@@ -210,12 +215,12 @@ def build_engines(
             if graph_precision != "fp32" or (grid == "native" and spec.name == "warp_decode"):
                 say(f"tensorrt: exporting {spec.name} ({graph_precision}, {grid} grid sample)")
                 if graph_precision != "fp32":
-                    spec = GraphSpec(spec.name, FloatIO(spec.module, PRECISIONS[graph_precision]), spec.inputs, spec.outputs)
+                    spec = GraphSpec(spec.name, FloatIO(spec.module, precision_dtype(graph_precision)), spec.inputs, spec.outputs)
                 onnx_path = scratch / f"{spec.name}.onnx"
                 export_graph(spec, onnx_path, OPSETS[grid])
             plan = build_plan(found, onnx_path, timing_cache, say, spec.name)
             atomic_write_bytes(folder / f"{spec.name}.plan", plan)
-            diff = check_plan(found, plan, spec, expected)
+            diff = check_plan(found, plan, spec, graph_io(model.cfg)[spec.name], expected)
             say(f"tensorrt: {spec.name} max |plan − torch float32| = {diff:.2e}")
             records[spec.name] = GraphRecord(
                 file=f"{spec.name}.plan",

@@ -12,7 +12,8 @@ Four graphs cover the whole model (batch 1, fixed shapes):
 * ``warp_decode`` — warping network W + generator G: (f_s, x_s, x_d) → image in [0, 1].
 
 The same modules are captured in CUDA graphs by the torch backend and exported to ONNX for
-onnxruntime and TensorRT, so every backend runs the same computation.
+onnxruntime and TensorRT, so every backend runs the same computation. Their tensors' names,
+shapes and order are those of :mod:`vcam.render.contract`.
 """
 
 from __future__ import annotations
@@ -20,20 +21,18 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn.utils.spectral_norm import SpectralNorm
 
 from vcam.models import HeadMotion, MotionEstimate, SourceState, TalkingHeadModel
-from vcam.models.config import ConvNeXtMotionConfig
 from vcam.models.talking_head import source_eye_open, source_lip_open
 
-GridSample = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+from .contract import graph_io, head_shapes, motion_shapes, source_shapes
 
-SOURCE_FIELDS = tuple(f.name for f in fields(SourceState))
-HEAD_FIELDS = ("R", "t", "exp", "scale", "retarget")
+GridSample = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def inference_copy(model: TalkingHeadModel, grid_sample: GridSample | None = None) -> TalkingHeadModel:
@@ -50,12 +49,6 @@ def inference_copy(model: TalkingHeadModel, grid_sample: GridSample | None = Non
     if grid_sample is not None:
         nets.warping_module.dense_motion_network.grid_sample = grid_sample
     return nets.requires_grad_(False)
-
-
-def motion_fields(model: TalkingHeadModel) -> tuple[str, ...]:
-    """Names of the motion graph's outputs: the :class:`MotionEstimate` fields the model fills."""
-    names = ("pitch", "yaw", "roll", "t", "exp", "scale")
-    return names + ("kp",) if isinstance(model.cfg.motion, ConvNeXtMotionConfig) else names
 
 
 def retarget_controls(head: HeadMotion) -> torch.Tensor:
@@ -80,14 +73,14 @@ class SourceGraph(nn.Module):
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         state = self.nets.prepare_source(image)
-        return tuple(getattr(state, name) for name in SOURCE_FIELDS)
+        return tuple(getattr(state, name) for name in source_shapes(self.nets.cfg))
 
 
 class MotionGraph(nn.Module):
     def __init__(self, nets: TalkingHeadModel) -> None:
         super().__init__()
         self.nets = nets
-        self.fields = motion_fields(nets)
+        self.fields = tuple(motion_shapes(nets.cfg))
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         motion = self.nets.extract_motion(image)
@@ -107,8 +100,7 @@ class DrivingKeypointsGraph(nn.Module):
 
     @property
     def input_names(self) -> tuple[str, ...]:
-        names = ("x_c", "x_s", "R", "t", "exp", "scale")
-        return names if self.nets.stitching_retargeting_module is None else names + ("retarget",)
+        return tuple(graph_io(self.nets.cfg)["driving_keypoints"].inputs)
 
     def forward(self, x_c: torch.Tensor, x_s: torch.Tensor, R: torch.Tensor, t: torch.Tensor, exp: torch.Tensor,
                 scale: torch.Tensor, retarget: torch.Tensor | None = None) -> torch.Tensor:
@@ -171,15 +163,24 @@ def make_sample(model: TalkingHeadModel, seed: int = 0) -> Sample:
 
 
 def graph_specs(nets: TalkingHeadModel, sample: Sample) -> list[GraphSpec]:
-    source = sample.source
-    drive = DrivingKeypointsGraph(nets)
-    drive_inputs = {"x_c": source.x_c, "x_s": source.x_s} | head_tensors(sample.head)
-    return [
-        GraphSpec("source", SourceGraph(nets), {"image": sample.source_image}, SOURCE_FIELDS),
-        GraphSpec("motion", MotionGraph(nets), {"image": sample.driving_image}, motion_fields(nets)),
-        GraphSpec("driving_keypoints", drive, {k: drive_inputs[k] for k in drive.input_names}, ("x_d",)),
-        GraphSpec("warp_decode", WarpDecodeGraph(nets), {"f_s": source.f_s, "x_s": source.x_s, "x_d": sample.x_d}, ("image",)),
-    ]
+    """The four graphs of ``nets`` with ``sample``'s tensors as inputs, named and ordered as
+    :func:`vcam.render.contract.graph_io` says."""
+    source = sample.source.tensors()
+    modules = {"source": SourceGraph, "motion": MotionGraph, "driving_keypoints": DrivingKeypointsGraph, "warp_decode": WarpDecodeGraph}
+    given = {
+        "source": {"image": sample.source_image},
+        "motion": {"image": sample.driving_image},
+        "driving_keypoints": source | head_tensors(sample.head),
+        "warp_decode": source | {"x_d": sample.x_d},
+    }
+    specs = []
+    for name, io in graph_io(nets.cfg).items():
+        inputs = {key: given[name][key] for key in io.inputs}
+        wrong = {key: tuple(value.shape) for key, value in inputs.items() if tuple(value.shape) != io.inputs[key]}
+        if wrong:
+            raise ValueError(f"graph {name}: sample inputs {wrong} differ from the contract {io.inputs}")
+        specs.append(GraphSpec(name, modules[name](nets), inputs, tuple(io.outputs)))
+    return specs
 
 
 @dataclass(frozen=True)
@@ -215,14 +216,13 @@ class PackedLayout:
 
 
 def motion_layout(model: TalkingHeadModel) -> PackedLayout:
-    k = model.cfg.num_kp
-    shapes = {"pitch": (1,), "yaw": (1,), "roll": (1,), "t": (1, 3), "exp": (1, k, 3), "scale": (1, 1), "kp": (1, k, 3)}
-    return PackedLayout({name: shapes[name] for name in motion_fields(model)})
+    """The motion graph's outputs in one buffer."""
+    return PackedLayout(motion_shapes(model.cfg))
 
 
 def head_layout(model: TalkingHeadModel) -> PackedLayout:
-    k = model.cfg.num_kp
-    return PackedLayout({"R": (1, 3, 3), "t": (1, 3), "exp": (1, k, 3), "scale": (1, 1), "retarget": (1, 7)})
+    """The ``driving_keypoints`` graph's per-frame head inputs in one buffer."""
+    return PackedLayout(head_shapes(model.cfg))
 
 
 def motion_estimate(tensors: dict[str, torch.Tensor]) -> MotionEstimate:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from vcam.fileio import atomic_write_text
 
+from .contract import GRAPH_VERSION
+
 MANIFEST = "manifest.json"
 
 
@@ -28,7 +30,11 @@ class GraphRecord:
 
 @dataclass
 class EngineManifest:
-    """What a folder of ONNX graphs or TensorRT plans was built from (``manifest.json`` beside them)."""
+    """What a folder of ONNX graphs or TensorRT plans was built from (``manifest.json`` beside them).
+
+    ``graph_version`` is the :data:`~vcam.render.contract.GRAPH_VERSION` the graphs were made for
+    (0 for folders made before graphs were versioned).
+    """
 
     kind: str  # "onnx" or "tensorrt"
     model: str
@@ -39,6 +45,7 @@ class EngineManifest:
     gpu: str | None = None
     compute_capability: str | None = None
     tensorrt: str | None = None
+    graph_version: int = GRAPH_VERSION
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
     def save(self, folder: Path) -> None:
@@ -49,10 +56,18 @@ class EngineManifest:
         """The manifest in ``folder`` when it is readable and every file it names exists, else None."""
         try:
             data = json.loads((folder / MANIFEST).read_text())
-            manifest = cls(**data | {"graphs": {k: GraphRecord(**v) for k, v in data["graphs"].items()}})
+            graphs = {k: GraphRecord(**v) for k, v in data["graphs"].items()}
+            manifest = cls(**data | {"graphs": graphs, "graph_version": data.get("graph_version", 0)})
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return None
         return manifest if all((folder / g.file).is_file() for g in manifest.graphs.values()) else None
+
+    @property
+    def stale(self) -> str:
+        """Empty when the graphs are this vcam's, else why not, as "stale (graph version 0, this vcam needs 1)"."""
+        if self.graph_version == GRAPH_VERSION:
+            return ""
+        return f"stale (graph version {self.graph_version}, this vcam needs {GRAPH_VERSION})"
 
 
 def onnx_folder(engines_dir: Path, weights_id: str) -> Path:

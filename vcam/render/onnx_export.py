@@ -100,3 +100,21 @@ def export_onnx(
     manifest = EngineManifest("onnx", model.cfg.name, weights_id, "fp32", "gather", records)
     manifest.save(folder)
     return manifest
+
+
+def current_onnx(
+    model: TalkingHeadModel,
+    engines_dir: Path,
+    weights_id: str,
+    progress: Progress | None = None,
+    sample: Sample | None = None,
+) -> EngineManifest:
+    """The ONNX export of these weights already in ``engines_dir`` when it is of this model and graph
+    version, else a new one (saying why, when a stale one is replaced)."""
+    found = EngineManifest.load(onnx_folder(engines_dir, weights_id))
+    if found is not None and found.model == model.cfg.name:
+        if not found.stale:
+            return found
+        if progress:
+            progress(f"onnx: the export in {onnx_folder(engines_dir, weights_id)} is {found.stale}: exporting it again")
+    return export_onnx(model, engines_dir, weights_id, progress, sample)

@@ -11,8 +11,9 @@ from vcam.errors import VcamError
 from vcam.models import HeadMotion, MotionEstimate, SourceState, TalkingHeadModel
 
 from .base import Renderer, check_crop, image_from_uint8, image_to_uint8
-from .graphs import SOURCE_FIELDS, head_tensors, motion_estimate, motion_fields
-from .onnx_export import EngineManifest
+from .contract import graph_io
+from .graphs import head_tensors, motion_estimate
+from .manifest import EngineManifest
 
 
 class OnnxRuntimeRenderer(Renderer):
@@ -25,15 +26,14 @@ class OnnxRuntimeRenderer(Renderer):
         import onnxruntime as ort
 
         manifest = EngineManifest.load(folder)
-        if manifest is None or manifest.model != model.cfg.name:
+        if manifest is None or manifest.model != model.cfg.name or manifest.stale:
             raise VcamError(f"no usable ONNX export of {model.cfg.name} in {folder}: run `vcam engines build --onnx-only`")
         self._size = model.cfg.input_size
-        self._motion_fields = motion_fields(model)
+        self._io = graph_io(model.cfg)
         self._sessions = {
             name: ort.InferenceSession(str(folder / record.file), providers=["CPUExecutionProvider"])
             for name, record in manifest.graphs.items()
         }
-        self._drive_inputs = list(manifest.graphs["driving_keypoints"].inputs)
         self._bound: tuple[SourceState, dict[str, np.ndarray]] | None = None
 
     def _run(self, graph: str, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -46,20 +46,19 @@ class OnnxRuntimeRenderer(Renderer):
 
     def prepare_source(self, crop_rgb: np.ndarray) -> SourceState:
         outputs = self._run("source", self._image(crop_rgb))
-        return SourceState(**{name: torch.from_numpy(value) for name, value in zip(SOURCE_FIELDS, outputs)})
+        return SourceState(**{name: torch.from_numpy(value) for name, value in zip(self._io["source"].outputs, outputs)})
 
     def extract_motion(self, crop_rgb: np.ndarray) -> MotionEstimate:
         outputs = self._run("motion", self._image(crop_rgb))
-        return motion_estimate({name: torch.from_numpy(value) for name, value in zip(self._motion_fields, outputs)})
+        return motion_estimate({name: torch.from_numpy(value) for name, value in zip(self._io["motion"].outputs, outputs)})
 
     def render(self, source: SourceState, head: HeadMotion) -> np.ndarray:
         if self._bound is None or self._bound[0] is not source:
             arrays = {name: getattr(source, name).detach().float().contiguous().numpy() for name in ("f_s", "x_c", "x_s")}
             self._bound = (source, arrays)
-        arrays = self._bound[1]
-        given = arrays | {name: value.numpy() for name, value in head_tensors(head).items()}
-        (x_d,) = self._run("driving_keypoints", {name: given[name] for name in self._drive_inputs})
-        (image,) = self._run("warp_decode", {"f_s": arrays["f_s"], "x_s": arrays["x_s"], "x_d": x_d})
+        given = self._bound[1] | {name: value.numpy() for name, value in head_tensors(head).items()}
+        (given["x_d"],) = self._run("driving_keypoints", {name: given[name] for name in self._io["driving_keypoints"].inputs})
+        (image,) = self._run("warp_decode", {name: given[name] for name in self._io["warp_decode"].inputs})
         return image_to_uint8(torch.from_numpy(image)).numpy()
 
     def close(self) -> None:

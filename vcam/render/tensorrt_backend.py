@@ -20,7 +20,8 @@ from vcam.errors import VcamError
 from vcam.models import HeadMotion, MotionEstimate, SourceState, TalkingHeadModel
 
 from .base import Renderer, SourceUpload, check_crop, image_from_uint8, image_to_uint8
-from .graphs import SOURCE_FIELDS, head_layout, head_tensors, motion_estimate, motion_layout
+from .contract import GraphIO, graph_io
+from .graphs import head_layout, head_tensors, motion_estimate, motion_layout
 from .manifest import EngineManifest
 
 
@@ -36,19 +37,24 @@ def torch_dtype(trt: ModuleType, dtype: object) -> torch.dtype:
 class TrtGraph:
     """One deserialised plan with an execution context and a device tensor bound to each I/O tensor.
 
+    The plan's tensors must be those of ``io`` (its graph in :mod:`vcam.render.contract`).
     ``shared`` supplies tensors (by name) that other graphs or the renderer own; the rest are allocated.
     """
 
-    def __init__(self, trt: ModuleType, runtime: object, plan: bytes, device: torch.device, shared: dict[str, torch.Tensor] | None = None) -> None:
+    def __init__(
+        self, trt: ModuleType, runtime: object, plan: bytes, device: torch.device, io: GraphIO, shared: dict[str, torch.Tensor] | None = None,
+    ) -> None:
         self.engine = runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
             raise VcamError("a TensorRT plan could not be loaded by this TensorRT: rebuild the plans with `vcam engines build`")
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        found = {name: tuple(self.engine.get_tensor_shape(name)) for name in names}
+        if found != io.inputs | io.outputs:
+            raise VcamError(f"a TensorRT plan has tensors {found}, not this vcam's {io.inputs | io.outputs}: rebuild the plans with `vcam engines build`")
         self.context = self.engine.create_execution_context()
         self.tensors: dict[str, torch.Tensor] = {}
         self.inputs: list[str] = []
-        for i in range(self.engine.num_io_tensors):
-            name = self.engine.get_tensor_name(i)
-            shape = tuple(self.engine.get_tensor_shape(name))
+        for name, shape in found.items():
             dtype = torch_dtype(trt, self.engine.get_tensor_dtype(name))
             tensor = (shared or {}).get(name)
             if tensor is None:
@@ -76,8 +82,9 @@ class TensorRTRenderer(Renderer):
 
         cfg = model.cfg
         manifest = EngineManifest.load(folder)
-        if manifest is None or manifest.kind != "tensorrt" or manifest.model != cfg.name:
+        if manifest is None or manifest.kind != "tensorrt" or manifest.model != cfg.name or manifest.stale:
             raise VcamError(f"no usable TensorRT plans of {cfg.name} in {folder}: run `vcam engines build`")
+        self._io = graph_io(cfg)
         device = torch.device("cuda", torch.cuda.current_device())
         self.device = str(device)
         self._size = cfg.input_size
@@ -94,7 +101,7 @@ class TensorRTRenderer(Renderer):
         self._host = {buf: torch.zeros_like(buf, device="cpu").pin_memory() for buf in (self._crop, self._motion, self._head, self._image)}
 
         def load(graph: str, shared: dict[str, torch.Tensor] | None = None) -> TrtGraph:
-            return TrtGraph(trt, self._runtime, (folder / manifest.graphs[graph].file).read_bytes(), device, shared)
+            return TrtGraph(trt, self._runtime, (folder / manifest.graphs[graph].file).read_bytes(), device, self._io[graph], shared)
 
         self._source = load("source")
         self._motion_plan = load("motion", self._motion_layout.views(self._motion))
@@ -124,7 +131,7 @@ class TensorRTRenderer(Renderer):
     def prepare_source(self, crop_rgb: np.ndarray) -> SourceState:
         with self._running():
             self._run_on_crop(self._source, crop_rgb)
-            outputs = {name: self._source.tensors[name].float().cpu() for name in SOURCE_FIELDS}
+            outputs = {name: self._source.tensors[name].float().cpu() for name in self._io["source"].outputs}
         return SourceState(**outputs)
 
     def extract_motion(self, crop_rgb: np.ndarray) -> MotionEstimate:

@@ -20,7 +20,7 @@ from torch import nn
 from vcam.errors import VcamError
 from vcam.models import HeadMotion, MotionEstimate, SourceState, TalkingHeadModel
 
-from .base import Renderer, SourceUpload, check_crop, image_from_uint8, image_to_uint8
+from .base import Renderer, SourceUpload, check_crop, image_from_uint8, image_to_uint8, precision_dtype
 from .fast import autotune_convs, speed_up
 from .graphs import (
     DrivingKeypointsGraph,
@@ -32,8 +32,7 @@ from .graphs import (
     motion_estimate,
     motion_layout,
 )
-
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+from .registry import get_backend
 
 
 class _Autocast(nn.Module):
@@ -92,10 +91,10 @@ class TorchRenderer(Renderer):
         cuda = target.type == "cuda"
         if cuda and target.index is None:
             target = torch.device("cuda", torch.cuda.current_device())
-        if precision not in PRECISIONS or (not cuda and precision != "fp32"):
-            allowed = ", ".join(PRECISIONS) if cuda else "fp32"
-            raise VcamError(f"torch on {target.type} cannot render in {precision!r}: choose {allowed}")
         self.name = "torch-cuda" if cuda else "torch-cpu"
+        allowed = get_backend(self.name).precisions
+        if precision not in allowed:
+            raise VcamError(f"torch on {target.type} cannot render in {precision!r}: choose {', '.join(allowed)}")
         self.device = str(target)
         self.precision = precision
         self._model = model
@@ -111,7 +110,7 @@ class TorchRenderer(Renderer):
         if fast:
             speed_up(nets.warping_module)
             speed_up(nets.spade_generator)
-        dtype = PRECISIONS[precision]
+        dtype = precision_dtype(precision)
         motion: nn.Module = MotionGraph(nets)
         warp: nn.Module = WarpDecodeGraph(nets)
         self._drive = DrivingKeypointsGraph(nets)
