@@ -23,7 +23,7 @@ from vcam.pipeline import PipelineState, PipelineStatus
 if TYPE_CHECKING:
     import pystray
 
-    from vcam.pipeline import Pipeline
+    from vcam.pipeline import Controller
 
 _log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ _WORKER_TIMEOUT_S = 5.0
 _X11_FLUSH_INTERVAL_S = 0.2
 
 
-def run_tray(controller: Pipeline) -> None:
+def run_tray(controller: Controller) -> None:
     """Show the tray icon for an already started pipeline until Quit, Ctrl+C or the pipeline
     stopping by other means; the pipeline is asked to stop in every case.
 
@@ -68,7 +68,7 @@ class TrayApp:
     small thread keeps pystray's connection flowing (see `_unstick_x11`).
     """
 
-    def __init__(self, controller: Pipeline) -> None:
+    def __init__(self, controller: Controller) -> None:
         status = controller.status()
         try:
             import pystray
