@@ -13,6 +13,7 @@ from vcam.errors import VcamError
 from vcam.models import TalkingHeadModel
 
 from .base import Renderer
+from .compile_cache import CompileCache, CompileKey, compile_folder
 from .manifest import EngineManifest, onnx_folder
 
 KINDS = ("auto", "tensorrt", "torch", "torch-cuda", "torch-cpu", "onnxruntime")
@@ -47,7 +48,7 @@ def _tensorrt(model: TalkingHeadModel, engines_dir: Path, weights_id: str, preci
     return Option(reason, make)
 
 
-def _torch_cuda(model: TalkingHeadModel, precision: str) -> Option:
+def _torch_cuda(model: TalkingHeadModel, engines_dir: Path, weights_id: str, precision: str) -> Option:
     if not torch.cuda.is_available():
         return Option("no CUDA device", fix="use a machine with an NVIDIA GPU and a CUDA build of torch")
 
@@ -55,13 +56,22 @@ def _torch_cuda(model: TalkingHeadModel, precision: str) -> Option:
     # compiles once at start-up, and is skipped where Triton is missing.
     compile_mode = "default" if importlib.util.find_spec("triton") is not None else None
 
+    # Its kernels and convolution choices are kept in the engines folder for the next start.
     def make() -> Renderer:
         from .torch_backend import TorchRenderer
 
-        return TorchRenderer(model, "cuda", precision, compile_mode=compile_mode)
+        cache = None
+        if compile_mode is not None:
+            key = CompileKey.here(torch.device("cuda", torch.cuda.current_device()), weights_id, precision)
+            cache = CompileCache(compile_folder(engines_dir, model.cfg.name, precision), key)
+        renderer = TorchRenderer(model, "cuda", precision, compile_mode=compile_mode, cache=cache)
+        if cache is not None:
+            option.reason += f"; {cache.status}"
+        return renderer
 
     compiled = ", torch.compile" if compile_mode else ", no Triton so no torch.compile"
-    return Option(f"{torch.cuda.get_device_name()}, {precision}, CUDA graphs{compiled}", make)
+    option = Option(f"{torch.cuda.get_device_name()}, {precision}, CUDA graphs{compiled}", make)
+    return option
 
 
 def _onnxruntime(model: TalkingHeadModel, engines_dir: Path, weights_id: str) -> Option:
@@ -104,7 +114,7 @@ def select_renderer(
         raise VcamError(f"unknown renderer {kind!r}: choose one of {', '.join(KINDS)}")
     options: dict[str, Callable[[], Option]] = {
         "tensorrt": lambda: _tensorrt(model, engines_dir, weights_id, precision),
-        "torch-cuda": lambda: _torch_cuda(model, precision),
+        "torch-cuda": lambda: _torch_cuda(model, engines_dir, weights_id, precision),
         "onnxruntime": lambda: _onnxruntime(model, engines_dir, weights_id),
         "torch-cpu": lambda: _torch_cpu(model),
     }
