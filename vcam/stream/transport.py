@@ -21,6 +21,7 @@ sends one at least every ``key_interval_s`` so a receiver can always join or rec
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import socket
 import threading
@@ -99,13 +100,14 @@ class RejectLog:
     def __call__(self, reason: str, peer: object) -> None:
         self.total += 1
         now = self._clock()
-        since, count = self._last.get(reason, (-1e9, 0))
+        kind = re.sub(r"\d+", "#", reason)  # "replayed packet 12" and "… 13" are one reason
+        since, count = self._last.get(kind, (-1e9, 0))
         if now - since >= 1.0:
-            extra = f" (and {count} more in the last second)" if count else ""
+            extra = f" (and {count} more like it in the last second)" if count else ""
             log.warning("rejected a packet from %s: %s%s", peer, reason, extra)
-            self._last[reason] = (now, 0)
+            self._last[kind] = (now, 0)
         else:
-            self._last[reason] = (since, count + 1)
+            self._last[kind] = (since, count + 1)
 
 
 class LinkState(str, Enum):
