@@ -168,3 +168,19 @@ def test_playout_delay_follows_the_jitter():
         playout.add(i / 30, i / 30 + rng.uniform(0, 0.1), np.zeros(2))
     delays = [playout.sample(i / 30 + 10 + 0.1).delay_s for i in range(60)]
     assert 0.09 < delays[-1] < 0.13
+
+
+@pytest.mark.parametrize("rate", [0.995, 1.005])
+def test_playout_does_not_drift_when_the_sender_clock_runs_at_another_rate(rate):
+    """A minute of frames from a sender whose clock runs 0.5 % slow or fast, with 0–100 ms
+    jitter: the play point stays its jitter delay behind the newest frame throughout."""
+    rng = np.random.default_rng(1)
+    playout = Playout()
+    lags = []
+    for i in range(1800):
+        t = i / 30  # true time of capture
+        playout.add(rate * t, t + 0.02 + rng.uniform(0, 0.1), np.array([t]))
+        if i > 150:
+            sample = playout.sample(t + 0.02)
+            lags.append(t - sample.vector[0])  # how far behind real time the rendered motion is
+    assert max(lags) - min(lags) < 0.06 and max(lags) < 0.25

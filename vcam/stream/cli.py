@@ -69,7 +69,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     if not 0 <= args.level <= 20:
         raise VcamError(f"--level must be 0..20, not {args.level}")
     address = parse_address(args.address)
-    if not address[0]:
+    if not address[0] or not address[1]:
         raise VcamError(f"bad address {args.address!r}: name the receiving machine, e.g. 192.168.1.20:{DEFAULT_PORT}")
     status = run_send(settings, address, _pairing(code), args.level, RunControl(args.frames, on_status=_status_printer()))
     if sys.stderr.isatty():

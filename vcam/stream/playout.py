@@ -33,7 +33,7 @@ class Playout:
         self,
         min_delay_s: float = 0.02,
         max_delay_s: float = 0.4,
-        margin_s: float = 0.01,
+        margin_s: float = 0.035,
         window_s: float = 4.0,
         ease_s: float = 0.08,
         keep_s: float = 2.0,

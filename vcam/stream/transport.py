@@ -50,14 +50,14 @@ ACK_EVERY = 3
 
 
 def parse_address(text: str, default_host: str = "") -> tuple[str, int]:
-    """``HOST:PORT``, ``HOST`` or ``:PORT`` → (host, port); IPv6 as ``[::1]:PORT``."""
+    """``HOST:PORT``, ``HOST`` or ``:PORT`` → (host, port); IPv6 as ``[::1]:PORT``; port 0: any free one."""
     host, port = text, str(DEFAULT_PORT)
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else port
     elif text.count(":") == 1:
         host, port = text.split(":")
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if not port.isdigit() or not 0 <= int(port) < 65536:
         raise VcamError(f"bad address {text!r}: write HOST:PORT, e.g. 192.168.1.20:{DEFAULT_PORT}")
     return host or default_host, int(port)
 
@@ -322,6 +322,7 @@ class ReceiverLink:
         self._pending: OrderedDict[bytes, tuple[bytes, bytes]] = OrderedDict()  # sender nonce → (our nonce, key)
         self._refused: set[bytes] = set()
         self._key: bytes | None = None
+        self._ended = False
         self._peer: tuple | None = None
         self._window = ReplayWindow()
         self._history: OrderedDict[int, codec.QuantisedMotion] = OrderedDict()
@@ -382,9 +383,9 @@ class ReceiverLink:
             self._received += 1
             if self._first_seq is None:
                 self._first_seq = packet.seq
-            if kind == Kind.BYE:
+            if kind == Kind.BYE:  # the key stays: frames overtaken by the BYE still decode
                 log.info("the sender ended the stream")
-                self._key = None
+                self._ended = True
                 return
             frame = self._decode(packet, now)
             self._decoded_since_ack += 1
@@ -424,7 +425,7 @@ class ReceiverLink:
         raise PacketError("bad authentication tag (not the paired peer, or a stale session)")
 
     def _start_session(self, key: bytes) -> None:
-        self._key, self._window, self._history = key, ReplayWindow(), OrderedDict()
+        self._key, self._ended, self._window, self._history = key, False, ReplayWindow(), OrderedDict()
         self._first_seq, self._received, self._decoded_since_ack = None, 0, 0
         self._pending = OrderedDict((n, v) for n, v in self._pending.items() if v[1] != key)
         self.sessions += 1
@@ -448,7 +449,7 @@ class ReceiverLink:
     def status(self) -> LinkStatus:
         now = self._clock()
         with self._lock:
-            if self._key is None:
+            if self._key is None or self._ended:
                 state = LinkState.WAITING
             elif self._heard_at is not None and now - self._heard_at > 1.0:
                 state = LinkState.SILENT
