@@ -167,7 +167,7 @@ def test_playout_delay_follows_the_jitter():
     for i in range(300):
         playout.add(i / 30, i / 30 + rng.uniform(0, 0.1), np.zeros(2))
     delays = [playout.sample(i / 30 + 10 + 0.1).delay_s for i in range(60)]
-    assert 0.09 < delays[-1] < 0.13
+    assert 0.11 < delays[-1] < 0.15  # the 97th percentile of 0–100 ms plus a frame of margin
 
 
 @pytest.mark.parametrize("rate", [0.995, 1.005])

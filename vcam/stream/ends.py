@@ -133,7 +133,7 @@ class Receiver:
         self.queue: deque[ReceivedFrame] = deque()  # lossless: every frame in order
         self.avatar: ReceivedAvatar | None = None
         self._lock = threading.Lock()
-        self._stream_start: float | None = None
+        self._session = 0
 
     def accept(self, identity: StreamIdentity) -> str | None:
         cfg = self.loaded.model.cfg
@@ -152,11 +152,12 @@ class Receiver:
                 compositor = Compositor(match.keyframe, match.box, (s.output_width, s.output_height), mirror=s.mirror)
                 self.avatar = ReceivedAvatar(match.name, source, compositor)
                 log.info("sender's avatar: profile %r", match.name)
-            self.playout = Playout()  # a new stream: its clock starts over
         return None
 
     def on_frame(self, frame: ReceivedFrame) -> None:
         with self._lock:
+            if frame.session != self._session:  # a new stream: its clock starts over
+                self._session, self.playout = frame.session, Playout()
             if self.lossless:
                 self.queue.append(frame)
             else:

@@ -299,6 +299,7 @@ class ReceivedFrame:
     timestamp_s: float  # the sender's clock
     arrival_s: float  # the receiver's clock
     vector: np.ndarray
+    session: int  # counts the sender's sessions: a new one has a new clock
 
 
 class ReceiverLink:
@@ -391,9 +392,16 @@ class ReceiverLink:
             self._decoded_since_ack += 1
             if kind == Kind.KEY or self._decoded_since_ack >= ACK_EVERY:
                 self._decoded_since_ack = 0
-                self._sock.sendto(seal(self._key, Packet(Kind.ACK, self._ack_seq, 0, ACK_BODY.pack(packet.seq, self._received))), peer)
-                self._ack_seq += 1
+                self._send_ack(packet.seq, peer)
         self._on_frame(frame)
+
+    def _send_ack(self, seq: int, peer: tuple) -> None:
+        assert self._key is not None
+        try:
+            self._sock.sendto(seal(self._key, Packet(Kind.ACK, self._ack_seq, 0, ACK_BODY.pack(seq, self._received))), peer)
+        except OSError as exc:  # the sender's network is gone for now; it falls back to key frames
+            log.debug("ACK not sent: %s", exc)
+        self._ack_seq += 1
 
     def _hello(self, packet: Packet, peer: tuple) -> None:
         if len(packet.body) != HELLO_BODY.size:
@@ -413,7 +421,10 @@ class ReceiverLink:
                 while len(self._pending) > 4:
                     self._pending.popitem(last=False)
             ours = self._pending[nonce][0]
-        self._sock.sendto(seal(self._pairing, Packet(Kind.WELCOME, 0, 0, WELCOME_BODY.pack(nonce, ours))), peer)
+        try:
+            self._sock.sendto(seal(self._pairing, Packet(Kind.WELCOME, 0, 0, WELCOME_BODY.pack(nonce, ours))), peer)
+        except OSError as exc:
+            log.debug("WELCOME not sent: %s", exc)
 
     def _open_session_packet(self, datagram: bytes) -> tuple[Packet, bytes]:
         keys = ([self._key] if self._key is not None else []) + [key for _, key in reversed(self._pending.values())]
@@ -444,7 +455,7 @@ class ReceiverLink:
         self._history[packet.seq] = q
         while len(self._history) > HISTORY:
             self._history.popitem(last=False)
-        return ReceivedFrame(packet.seq, packet.timestamp_ms / 1000, now, vector)
+        return ReceivedFrame(packet.seq, packet.timestamp_ms / 1000, now, vector, self.sessions)
 
     def status(self) -> LinkStatus:
         now = self._clock()
