@@ -126,3 +126,31 @@ def test_lossy_network_neither_freezes_nor_drifts(home):
     assert 0.01 < status.loss < 0.12 and status.rejected == 0  # every frame that arrived was decodable
     assert freeze <= 0.150 + max(0.0, sender_gap - 0.1), "a network gap froze the motion"
     assert max(delays) <= 0.4 and all(-ahead <= delay + 0.1 for _, ahead, delay in steady[-30:])  # no lag builds up
+
+
+def test_command_line_mistakes_are_one_line(home, capsys):
+    assert main(["send", "127.0.0.1"]) == 2
+    assert "--code" in capsys.readouterr().err
+    assert main(["send", "127.0.0.1:99999", "--code", CODE]) == 2
+    assert "HOST:PORT" in capsys.readouterr().err
+    assert main(["send", "127.0.0.1", "--code", "short"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "at least 12" in err and "\n" not in err
+
+
+def test_receiver_accepts_only_a_sender_with_its_avatar_and_model(home):
+    from vcam.app import open_model, open_renderer, profile_store
+    from vcam.settings import load_settings
+    from vcam.stream.ends import Receiver, model_id, profile_id
+    from vcam.stream.transport import StreamIdentity
+
+    settings = load_settings(sink="file:x.y4m")
+    loaded = open_model(settings)
+    renderer, _ = open_renderer(settings, loaded)
+    receiver = Receiver(settings, loaded, renderer.prepare_source, lossless=False)
+    default = profile_store(settings).load("default")
+    ours = StreamIdentity(profile_id(default), model_id(loaded), loaded.model.cfg.num_kp)
+    assert "not among your profiles" in receiver.accept(StreamIdentity(b"x" * 8, ours.model_id, ours.num_kp))
+    assert "other model weights" in receiver.accept(StreamIdentity(ours.profile_id, b"y" * 8, ours.num_kp))
+    assert receiver.avatar is None  # nothing was loaded for a refused sender
+    assert receiver.accept(ours) is None and receiver.avatar is not None and receiver.avatar.name == "default"

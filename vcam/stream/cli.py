@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -91,7 +90,7 @@ def cmd_receive(args: argparse.Namespace) -> int:
         code = new_pairing_code()
         _say(f"vcam: pairing code {code} — on the sending machine run `vcam send THIS-HOST --code {code}`")
     listen = parse_address(args.listen)
-    control = RunControl(args.frames, threading.Event(), _status_printer())
+    control = RunControl(args.frames, on_status=_status_printer())
     status = run_receive(
         settings, listen, _pairing(code), control, args.stats,
         on_listening=lambda link: _say(f"vcam: listening on UDP {link.address_text} → {settings.sink}; Ctrl-C stops"),

@@ -14,7 +14,7 @@ Rotation travels as a quaternion, not as Euler degrees: the rotation to render i
 (keyframe pose × the user's change × the frontalization slerp), i.e. a matrix, and the model's
 two Euler conventions (LivePortrait, face-vid2vid) would both need their own decomposition, with
 gimbal singularities near ±90° pitch. The quaternion's vector part is convention-free and
-continuous, and a uniform step Δ on it bounds the angular error by about 2·√3·Δ/2 rad everywhere.
+continuous, and a uniform step Δ on it bounds the angular error by about √3·Δ rad everywhere.
 
 Each group is quantised with its own uniform step (:class:`Quantiser`; ``level`` scales all steps
 by √2 per step). A *key* frame codes the integers themselves; a *delta* frame codes the

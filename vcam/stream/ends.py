@@ -12,7 +12,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -57,12 +57,8 @@ class RunControl:
     """How a run ends and reports: a frame limit, a stop event, a status callback once a second."""
 
     frames: int | None = None
-    stop: threading.Event = None  # type: ignore[assignment]
+    stop: threading.Event = field(default_factory=threading.Event)
     on_status: Callable[[str], None] = lambda line: None
-
-    def __post_init__(self) -> None:
-        if self.stop is None:
-            self.stop = threading.Event()
 
 
 # -- sending -------------------------------------------------------------------------------------
