@@ -37,6 +37,7 @@ from vcam.models import LIVEPORTRAIT, build_model, geometry  # noqa: E402
 from vcam.profiles import ProfileStore  # noqa: E402
 from vcam.render.torch_backend import TorchRenderer  # noqa: E402
 from vcam.stream import codec  # noqa: E402
+from vcam.stream.motion_vector import vector_to_motion  # noqa: E402
 from vcam.stream.packet import HEADER, TAG_SIZE  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -81,8 +82,8 @@ def keypoint_error_px(vectors: np.ndarray, level: int, scale: float = 1.7) -> fl
     for v in vectors:
         v = v.copy()
         v[6] = math.log(scale)
-        exact = codec.vector_to_motion(v)
-        approx = codec.vector_to_motion(codec.dequantise(codec.quantise(v, codec.Quantiser(), level), codec.Quantiser()))
+        exact = vector_to_motion(v)
+        approx = vector_to_motion(codec.dequantise(codec.quantise(v, codec.Quantiser(), level), codec.Quantiser()))
         a = geometry.transform_keypoints(x_c, exact.R, exact.t, exact.exp, exact.scale, LIVEPORTRAIT.convention)
         b = geometry.transform_keypoints(x_c, approx.R, approx.t, approx.exp, approx.scale, LIVEPORTRAIT.convention)
         worst = max(worst, float((a - b)[..., :2].abs().max()) * 128)
@@ -107,12 +108,12 @@ def render_error(vectors: np.ndarray, levels: list[int], frames: list[int]) -> d
     vectors[:, 6] += math.log(abs(float(source.scale_s))) - np.median(vectors[:, 6])
     errors: dict[str, list[float]] = {str(level): [] for level in levels} | {"next_frame": []}
     for i in frames:
-        exact = renderer.render(source, codec.vector_to_motion(vectors[i])).astype(np.float64)
-        following = renderer.render(source, codec.vector_to_motion(vectors[i + 1]))
+        exact = renderer.render(source, vector_to_motion(vectors[i])).astype(np.float64)
+        following = renderer.render(source, vector_to_motion(vectors[i + 1]))
         errors["next_frame"].append(float(np.abs(following - exact).mean()))
         for level in levels:
             v = codec.dequantise(codec.quantise(vectors[i], codec.Quantiser(), level), codec.Quantiser())
-            errors[str(level)].append(float(np.abs(renderer.render(source, codec.vector_to_motion(v)) - exact).mean()))
+            errors[str(level)].append(float(np.abs(renderer.render(source, vector_to_motion(v)) - exact).mean()))
         print(i, {k: round(e[-1], 3) for k, e in errors.items()}, flush=True)
     return {key: float(np.mean(e)) for key, e in errors.items()}
 

@@ -31,7 +31,7 @@ from vcam.models import LIVEPORTRAIT, build_model  # noqa: E402
 from vcam.motion import MotionSettings, MotionStage  # noqa: E402
 from vcam.profiles import ProfileStore  # noqa: E402
 from vcam.render.torch_backend import TorchRenderer  # noqa: E402
-from vcam.stream.codec import motion_to_vector  # noqa: E402
+from vcam.stream.motion_vector import motion_to_vector  # noqa: E402
 from vcam.tracking import FaceTracker  # noqa: E402
 
 SEED = 0

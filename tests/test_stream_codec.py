@@ -14,6 +14,7 @@ from vcam.errors import VcamError
 from vcam.models import HeadMotion, LIVEPORTRAIT, geometry
 from vcam.stream import codec
 from vcam.stream.bits import BitReader, BitWriter, DecodeError, read_rice, write_rice
+from vcam.stream.motion_vector import motion_to_vector, vector_to_motion
 from vcam.stream.packet import (
     MAX_DATAGRAM, Kind, Packet, PacketError, ReplayWindow, new_pairing_code, open_packet, pairing_key, seal,
 )
@@ -43,7 +44,7 @@ def test_rice_round_trip_including_escapes():
 
 
 def test_key_and_delta_frames_decode_exactly_and_deltas_are_small():
-    q = [codec.quantise(codec.motion_to_vector(head(i)), QUANTISER, 6) for i in range(30)]
+    q = [codec.quantise(motion_to_vector(head(i)), QUANTISER, 6) for i in range(30)]
     key = codec.encode(q[0])
     assert (codec.decode(key).values == q[0].values).all()
     sizes = []
@@ -57,9 +58,9 @@ def test_key_and_delta_frames_decode_exactly_and_deltas_are_small():
 
 def test_quantisation_error_is_bounded_per_group():
     motion = head(4)
-    v = codec.motion_to_vector(motion)
+    v = motion_to_vector(motion)
     for level in (0, 6, 10):
-        back = codec.vector_to_motion(codec.dequantise(codec.quantise(v, QUANTISER, level), QUANTISER))
+        back = vector_to_motion(codec.dequantise(codec.quantise(v, QUANTISER, level), QUANTISER))
         step = math.sqrt(2) ** level
         assert (back.R - motion.R).abs().max() < 4 * QUANTISER.rotation * step
         assert (back.exp - motion.exp).abs().max() <= QUANTISER.expression * step / 2 + 1e-7
@@ -69,9 +70,9 @@ def test_quantisation_error_is_bounded_per_group():
 
 
 def test_delta_needs_matching_reference():
-    a = codec.quantise(codec.motion_to_vector(head(0)), QUANTISER, 6)
-    b = codec.quantise(codec.motion_to_vector(head(1)), QUANTISER, 6)
-    other_level = codec.quantise(codec.motion_to_vector(head(0)), QUANTISER, 4)
+    a = codec.quantise(motion_to_vector(head(0)), QUANTISER, 6)
+    b = codec.quantise(motion_to_vector(head(1)), QUANTISER, 6)
+    other_level = codec.quantise(motion_to_vector(head(0)), QUANTISER, 4)
     with pytest.raises(DecodeError):
         codec.decode(codec.encode(b, a, 1), other_level)
 
@@ -79,7 +80,7 @@ def test_delta_needs_matching_reference():
 def test_decoder_fuzz_only_raises_decode_error():
     """Random bytes, bit flips, truncations and extensions of valid bodies: DecodeError or a frame."""
     rng = random.Random(14)
-    q = [codec.quantise(codec.motion_to_vector(head(i, mouth=None if i % 2 else 0.5)), QUANTISER, 6) for i in range(4)]
+    q = [codec.quantise(motion_to_vector(head(i, mouth=None if i % 2 else 0.5)), QUANTISER, 6) for i in range(4)]
     valid = [codec.encode(q[0]), codec.encode(q[2], q[1], 1)]
     for trial in range(3000):
         body = bytearray(rng.choice(valid))
@@ -102,7 +103,7 @@ def test_decoder_fuzz_only_raises_decode_error():
 
 
 def test_check_motion_refuses_impossible_values():
-    v = codec.motion_to_vector(head(0))
+    v = motion_to_vector(head(0))
     for index, value in ((0, 2.0), (6, 80.0), (10, math.inf), (-1, 9.0)):
         bad = v.copy()
         bad[index] = value

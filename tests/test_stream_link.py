@@ -16,6 +16,7 @@ from lossy_relay import LossyRelay
 from test_stream_codec import head
 
 from vcam.stream import codec
+from vcam.stream.motion_vector import motion_to_vector
 from vcam.stream.packet import (
     HELLO_BODY, WELCOME_BODY, Kind, Packet, open_packet, pairing_key, seal, session_key,
 )
@@ -53,7 +54,7 @@ def stream(link: SenderLink, count: int, got: Collected, timeout: float = 20.0) 
     got.want = count
     sent = []
     for i in range(count):
-        v = codec.motion_to_vector(head(i))
+        v = motion_to_vector(head(i))
         link.send_motion(v, time.monotonic())
         sent.append(codec.dequantise(codec.quantise(v, codec.Quantiser(), 4), codec.Quantiser()))
         time.sleep(1 / 60)
@@ -128,7 +129,7 @@ def test_receiver_survives_garbage_from_strangers_and_from_the_paired_peer(key, 
         for _ in range(300):  # strangers: random bytes, oversized, wrong version
             sock.sendto(rng.randbytes(rng.choice([0, 5, 21, 60, 1300, 5000])), target)
         session = handshake(sock, link.port, key)
-        valid = codec.encode(codec.quantise(codec.motion_to_vector(head(0)), codec.Quantiser(), 6))
+        valid = codec.encode(codec.quantise(motion_to_vector(head(0)), codec.Quantiser(), 6))
         for seq in range(1, 800):  # the paired peer, authenticated but malformed bodies
             body = bytearray(valid if seq % 3 else rng.randbytes(rng.randrange(0, 120)))
             for _ in range(rng.randrange(0, 4)):

@@ -9,7 +9,8 @@ writes it to its own virtual camera, preview or file.
 Modules, one concern each:
 
 - :mod:`~vcam.stream.bits` — bit I/O and the Golomb-Rice code
-- :mod:`~vcam.stream.codec` — motion ⇄ quantised integers ⇄ key/delta frame bodies
+- :mod:`~vcam.stream.motion_vector` — a HeadMotion as one flat vector, and back
+- :mod:`~vcam.stream.codec` — that vector ⇄ quantised integers ⇄ key/delta frame bodies
 - :mod:`~vcam.stream.packet` — datagram framing, HMAC, pairing and session keys, replay window
 - :mod:`~vcam.stream.transport` — the UDP links (handshake, acknowledgements, status)
 - :mod:`~vcam.stream.playout` — the receiver's clock: jitter delay, interpolation, extrapolation

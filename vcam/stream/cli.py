@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+from .codec import DEFAULT_LEVEL, MAX_LEVEL
 from .transport import DEFAULT_PORT
-
-DEFAULT_LEVEL = 6
 
 
 def add_parsers(sub: Any, add_run_options: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -18,7 +16,7 @@ def add_parsers(sub: Any, add_run_options: Callable[[argparse.ArgumentParser], N
     send.add_argument("address", help=f"the receiver's HOST[:PORT] (port {DEFAULT_PORT} by default)")
     add_run_options(send)
     send.add_argument("--code", help="the pairing code `vcam receive` printed (or settings' stream_code)")
-    send.add_argument("--level", type=int, default=DEFAULT_LEVEL, help=f"quantisation level 0..20, coarser and smaller upwards (default {DEFAULT_LEVEL})")
+    send.add_argument("--level", type=int, default=DEFAULT_LEVEL, help=f"quantisation level 0..{MAX_LEVEL}, coarser and smaller upwards (default {DEFAULT_LEVEL})")
     send.add_argument("--frames", type=int, help="stop after sending this many frames")
     send.set_defaults(func=cmd_send)
 
@@ -27,7 +25,6 @@ def add_parsers(sub: Any, add_run_options: Callable[[argparse.ArgumentParser], N
     add_run_options(receive)
     receive.add_argument("--code", help="pairing code (default: settings' stream_code, else a new one is printed)")
     receive.add_argument("--frames", type=int, help="stop after rendering this many frames (a file output then gets every frame once)")
-    receive.add_argument("--stats", type=Path, help="write the playout timing of every rendered frame here (JSON)")
     receive.set_defaults(func=cmd_receive)
 
 
@@ -45,19 +42,13 @@ def _status_printer() -> Callable[[str], None]:
     return show
 
 
-def _pairing(code: str | None) -> bytes:
-    from .packet import pairing_key
-
-    assert code is not None
-    return pairing_key(code)
-
-
 def cmd_send(args: argparse.Namespace) -> int:
     from vcam.app import check_profile
     from vcam.cli import _settings
     from vcam.errors import VcamError
 
     from .ends import RunControl, run_send
+    from .packet import pairing_key
     from .transport import parse_address
 
     settings = _settings(args)
@@ -65,12 +56,12 @@ def cmd_send(args: argparse.Namespace) -> int:
     code = args.code or settings.stream_code
     if not code:
         raise VcamError("no pairing code: pass --code with the code `vcam receive` printed")
-    if not 0 <= args.level <= 20:
-        raise VcamError(f"--level must be 0..20, not {args.level}")
+    if not 0 <= args.level <= MAX_LEVEL:
+        raise VcamError(f"--level must be 0..{MAX_LEVEL}, not {args.level}")
     address = parse_address(args.address)
     if not address[0] or not address[1]:
         raise VcamError(f"bad address {args.address!r}: name the receiving machine, e.g. 192.168.1.20:{DEFAULT_PORT}")
-    status = run_send(settings, address, _pairing(code), args.level, RunControl(args.frames, on_status=_status_printer()))
+    status = run_send(settings, address, pairing_key(code), args.level, RunControl(args.frames, on_status=_status_printer()))
     if sys.stderr.isatty():
         print(file=sys.stderr)
     _say(f"vcam: sent {status.packets} frames to {status.peer}, receiver counted {100 * status.loss:.1f} % loss")
@@ -81,7 +72,7 @@ def cmd_receive(args: argparse.Namespace) -> int:
     from vcam.cli import _settings
 
     from .ends import RunControl, run_receive
-    from .packet import new_pairing_code
+    from .packet import new_pairing_code, pairing_key
     from .transport import parse_address
 
     settings = _settings(args)
@@ -92,7 +83,7 @@ def cmd_receive(args: argparse.Namespace) -> int:
     listen = parse_address(args.listen)
     control = RunControl(args.frames, on_status=_status_printer())
     status = run_receive(
-        settings, listen, _pairing(code), control, args.stats,
+        settings, listen, pairing_key(code), control,
         on_listening=lambda link: _say(f"vcam: listening on UDP {link.address_text} → {settings.sink}; Ctrl-C stops"),
     )
     if sys.stderr.isatty():

@@ -2,7 +2,7 @@
 
 What is coded is the :class:`~vcam.models.HeadMotion` the sender's motion stage hands to its
 renderer (relative motion, smoothing and frontalization already applied against the shared
-avatar profile), as one flat vector (:func:`motion_to_vector`)::
+avatar profile), as one flat vector (:func:`vcam.stream.motion_vector.motion_to_vector`)::
 
     rotation     3    x, y, z of the unit quaternion (w ≥ 0, recovered from the norm)
     translation  3    t
@@ -36,15 +36,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-
-from vcam.models import HeadMotion
-from vcam.models import geometry
 
 from .bits import MAX_K, BitReader, BitWriter, DecodeError, best_k, read_rice, write_rice
 
 MAX_KEYPOINTS = 64
 MAX_LEVEL = 20
+DEFAULT_LEVEL = 6  # the coarsest level whose render stays within one level of 255 (benchmarks/NOTES.md)
 LIMIT = 1 << 30  # quantised values are kept inside ±LIMIT so a zigzag residual fits 32 bits
 FLAG_EYE, FLAG_MOUTH = 1, 2
 
@@ -53,39 +50,12 @@ def vector_size(num_kp: int) -> int:
     return 7 + 3 * num_kp + 2
 
 
-def motion_to_vector(head: HeadMotion) -> np.ndarray:
-    """The flat float64 vector of one motion (batch of one); absent ratios are NaN."""
-    q = geometry.rotation_to_quaternion(head.R.detach().float().cpu())[0]
-    parts = [q[1:], head.t.reshape(-1), head.scale.reshape(-1).clamp(min=1e-9).log(), head.exp.reshape(-1)]
-    flat = torch.cat([p.detach().double().cpu().reshape(-1) for p in parts]).numpy()
-    ratios = [math.nan if r is None else float(r) for r in (head.eye_open, head.mouth_open)]
-    return np.concatenate([flat, ratios])
-
-
-def vector_to_motion(v: np.ndarray) -> HeadMotion:
-    """The :class:`HeadMotion` of a vector made by :func:`motion_to_vector`."""
-    xyz = v[0:3]
-    w = math.sqrt(max(0.0, 1.0 - float(np.dot(xyz, xyz))))
-    q = torch.tensor([[w, *xyz]], dtype=torch.float32)
-    q = q / q.norm()
-    exp = torch.from_numpy(v[7:-2].astype(np.float32)).view(1, -1, 3)
-    eye, mouth = (None if math.isnan(x) else float(x) for x in v[-2:])
-    return HeadMotion(
-        R=geometry.quaternion_to_rotation(q),
-        t=torch.from_numpy(v[3:6].astype(np.float32)).view(1, 3),
-        exp=exp,
-        scale=torch.from_numpy(np.exp(v[6:7]).astype(np.float32)).view(1, 1),
-        eye_open=eye,
-        mouth_open=mouth,
-    )
-
-
 @dataclass(frozen=True)
 class Quantiser:
     """Uniform steps per group at level 0; each level up multiplies them by √2."""
 
     rotation: float = 2.5e-5  # quaternion units (≈ 0.003° of rotation per step)
-    translation: float = 1e-4  # keypoint-space units (the crop spans about 2)
+    translation: float = 6.25e-6  # keypoint-space units (the crop spans about 2); the render is most sensitive to t
     scale: float = 1e-4  # of ln s: a relative step of 0.01 %
     expression: float = 1e-4  # keypoint-space units
     ratio: float = 1 / 512

@@ -6,14 +6,12 @@ the link and the receiver's own render clock.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,6 +20,7 @@ from vcam.app import DEMO_BANNER, LoadedModel, open_model, open_renderer, profil
 from vcam.audio import Microphone
 from vcam.capture import open_source
 from vcam.compose import Compositor, draw_banner
+from vcam.models import SourceState
 from vcam.motion import MotionStage
 from vcam.pipeline import motion_settings
 from vcam.profiles import Profile
@@ -29,9 +28,9 @@ from vcam.settings import Settings
 from vcam.sinks import open_sink
 from vcam.tracking import FaceTracker
 
-from .codec import motion_to_vector, vector_to_motion
+from .motion_vector import motion_to_vector, vector_to_motion
 from .packet import short_id
-from .playout import Playout
+from .playout import Playout, PlayoutSample
 from .transport import LinkStatus, ReceivedFrame, ReceiverLink, SenderLink, StreamIdentity
 
 log = logging.getLogger("vcam.stream")
@@ -114,7 +113,7 @@ def run_send(settings: Settings, address: tuple[str, int], pairing: bytes, level
 @dataclass(frozen=True)
 class ReceivedAvatar:
     name: str
-    source: object  # SourceState
+    source: SourceState
     compositor: Compositor
 
 
@@ -160,6 +159,16 @@ class Receiver:
                 self.playout.add(frame.timestamp_s, frame.arrival_s, frame.vector)
 
 
+    def next_motion(self, now: float) -> tuple[ReceivedAvatar | None, np.ndarray | None, PlayoutSample | None]:
+        """The avatar and the motion to render now: the next frame in order (lossless) or the
+        playout's motion for ``now``; no motion before the first frame."""
+        with self._lock:
+            if self.lossless:
+                return self.avatar, self.queue.popleft().vector if self.queue else None, None
+            sample = self.playout.sample(now)
+            return self.avatar, None if sample is None else sample.vector, sample
+
+
 def _waiting_frame(settings: Settings, text: str) -> np.ndarray:
     image = np.full((settings.output_height, settings.output_width, 3), 40, np.uint8)
     draw_banner(image, text)
@@ -167,7 +176,7 @@ def _waiting_frame(settings: Settings, text: str) -> np.ndarray:
 
 
 def run_receive(
-    settings: Settings, listen: tuple[str, int], pairing: bytes, control: RunControl, stats_path: Path | None = None,
+    settings: Settings, listen: tuple[str, int], pairing: bytes, control: RunControl,
     on_listening: Callable[[ReceiverLink], None] = lambda link: None,
 ) -> LinkStatus:
     """Render the paired sender's motion into the settings' sink until ``stop`` (or ``frames``).
@@ -180,7 +189,6 @@ def run_receive(
     lossless = control.frames is not None and settings.sink.startswith("file:")
     receiver = Receiver(settings, loaded, renderer.prepare_source, lossless)
     banner = DEMO_BANNER if loaded.demo else None
-    ticks: list[tuple[float, float, float]] = []  # (local time, how far past the newest frame, jitter delay)
     sink = open_sink(settings.sink, settings.output_width, settings.output_height, settings.output_fps, settings.virtual_camera_backend)
     with sink, ReceiverLink(listen, pairing, receiver.on_frame, receiver.accept) as link:
         on_listening(link)
@@ -188,17 +196,10 @@ def run_receive(
         rendered, last_report, next_tick = 0, 0.0, time.monotonic()
         while not control.stop.is_set() and (control.frames is None or rendered < control.frames):
             now = time.monotonic()
-            vector, gap = None, ""
-            with receiver._lock:
-                avatar = receiver.avatar
-                if lossless:
-                    vector = receiver.queue.popleft().vector if receiver.queue else None
-                else:
-                    sample = receiver.playout.sample(now)
-                    if sample is not None:
-                        vector = sample.vector
-                        ticks.append((now, sample.ahead_s, sample.delay_s))
-                        gap = f"  delay {1000 * sample.delay_s:3.0f} ms" + ("  (bridging a gap)" if sample.ahead_s > period else "")
+            avatar, vector, sample = receiver.next_motion(now)
+            gap = ""
+            if sample is not None:
+                gap = f"  delay {1000 * sample.delay_s:3.0f} ms" + ("  (bridging a gap)" if sample.ahead_s > period else "")
             if vector is not None and avatar is not None:
                 rendered_rgb = renderer.render(avatar.source, vector_to_motion(vector))
                 image = avatar.compositor.compose(cv2.cvtColor(rendered_rgb, cv2.COLOR_RGB2BGR))
@@ -219,6 +220,4 @@ def run_receive(
                 control.stop.wait(max(0.0, next_tick - time.monotonic()))
         status = link.status()
     renderer.close()
-    if stats_path is not None:
-        stats_path.write_text(json.dumps({"ticks": ticks, "rendered": rendered, "status": status.__dict__ | {"state": status.state.value}}))
     return status

@@ -143,7 +143,7 @@ class SenderLink:
 
     def __init__(
         self, address: tuple[str, int], pairing: bytes, identity: StreamIdentity,
-        quantiser: codec.Quantiser = codec.Quantiser(), level: int = 4,
+        quantiser: codec.Quantiser = codec.Quantiser(), level: int = codec.DEFAULT_LEVEL,
         key_interval_s: float = 2.0, clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.address_text = f"{address[0]}:{address[1]}"
@@ -212,7 +212,7 @@ class SenderLink:
         self._send(Kind.HELLO, HELLO_BODY.pack(self._nonce, ident.profile_id, ident.model_id, ident.num_kp), self._pairing)
 
     def send_motion(self, vector: np.ndarray, captured_at: float) -> int:
-        """Send one frame's motion (a :func:`codec.motion_to_vector`); the bytes sent, 0 while pairing."""
+        """Send one frame's motion (a :func:`~vcam.stream.motion_vector.motion_to_vector`); the bytes sent, 0 while pairing."""
         now = self._clock()
         with self._lock:
             if self._key is None or (self._heard_at is not None and now - self._heard_at > 3.0):
