@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from lossy_relay import LossyRelay  # noqa: E402
 
+from vcam.stream import codec  # noqa: E402
 from vcam.stream.packet import pairing_key  # noqa: E402
 from vcam.stream.playout import Playout  # noqa: E402
 from vcam.stream.transport import ReceivedFrame, ReceiverLink, SenderLink, StreamIdentity  # noqa: E402
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--loss", type=float, default=0.05)
     parser.add_argument("--jitter-ms", type=float, default=100.0)
-    parser.add_argument("--level", type=int, default=6)
+    parser.add_argument("--level", type=int, default=codec.DEFAULT_LEVEL)
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)

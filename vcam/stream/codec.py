@@ -41,7 +41,7 @@ from .bits import MAX_K, BitReader, BitWriter, DecodeError, best_k, read_rice, w
 
 MAX_KEYPOINTS = 64
 MAX_LEVEL = 20
-DEFAULT_LEVEL = 6  # the coarsest level whose render stays within one level of 255 (benchmarks/NOTES.md)
+DEFAULT_LEVEL = 8  # render within 0.2 levels of 255 of the exact motion, keypoints within 0.4 px (benchmarks/NOTES.md)
 LIMIT = 1 << 30  # quantised values are kept inside ±LIMIT so a zigzag residual fits 32 bits
 FLAG_EYE, FLAG_MOUTH = 1, 2
 
