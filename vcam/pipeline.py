@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import cv2
@@ -148,6 +149,16 @@ def motion_settings(s: Settings) -> MotionSettings:
         driving_option=s.driving_option,
         driving_multiplier=s.driving_multiplier,
     )
+
+
+def keyframe_ratios(profile: Profile, landmarks_dir: Path) -> KeyframeRatios:
+    """The profile's measured eye and lip ratios; a profile made before they were measured is
+    measured now, with landmark models of its own (this may run on the profile loader thread
+    while the inference thread tracks)."""
+    if profile.eye_open is not None and profile.lip_open is not None:
+        return KeyframeRatios(profile.eye_open, profile.lip_open)
+    measured = read_keyframe(profile.keyframe, FaceLandmarker(ensure_models(landmarks_dir)))
+    return KeyframeRatios(measured.eye_open, measured.lip_open)
 
 
 class Pipeline:
@@ -383,7 +394,8 @@ class Pipeline:
         if not fresh:
             return
         self._frames_out += 1
-        self._latency.add(now - item.captured_at)
+        if not self._lossless:  # a lossless run works through the clip at its own pace
+            self._latency.add(now - item.captured_at)
         if self._last_sent_at is not None and now > self._last_sent_at:
             self._fps.add(1.0 / (now - self._last_sent_at))
         self._last_sent_at = now
@@ -397,14 +409,7 @@ class Pipeline:
         source = self.store.source_state(profile, renderer.prepare_source, weights_id, config.input_size)
         s = self.settings
         compositor = Compositor(profile.keyframe, profile.box, (s.output_width, s.output_height), mirror=s.mirror)
-        if profile.eye_open is not None and profile.lip_open is not None:
-            ratios = KeyframeRatios(profile.eye_open, profile.lip_open)
-        else:
-            # a profile made before the keyframe's eyes and lips were measured; its own models, as this
-            # may run on the profile loader thread while the inference thread tracks
-            measured = read_keyframe(profile.keyframe, FaceLandmarker(ensure_models(self.settings.landmarks_dir)))
-            ratios = KeyframeRatios(measured.eye_open, measured.lip_open)
-        return Avatar(profile, source, compositor, ratios)
+        return Avatar(profile, source, compositor, keyframe_ratios(profile, s.landmarks_dir))
 
     def _take_pending_avatar(self) -> Avatar:
         retired = None

@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     output_fps: float = Field(30.0, gt=0, le=120)
     mirror: bool = False
     preview: bool = False
+    # Streaming (vcam send / receive)
+    stream_code: str | None = Field(None, description="pairing code shared by `vcam send` and `vcam receive`")
 
     @field_validator("camera")
     @classmethod
