@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vcam.render.bench import load_bench_model  # noqa: E402
 from vcam.render.fast import FastConv, PointwiseConv, TapConv, layer_inputs, median_ms  # noqa: E402
-from vcam.render.torch_backend import TorchRenderer  # noqa: E402
+from vcam.render.torch_backend import TorchRenderer, _Autocast, _capture  # noqa: E402
 
 NETWORKS = ("motion_extractor", "warping_module", "spade_generator")
 
@@ -79,6 +79,67 @@ def layer_table(renderer: TorchRenderer, rows: int) -> None:
         print(f"{ms:7.3f} {gflop:7.2f} {gflop / ms:7.0f}  {name}  {shape} → {weight}")
 
 
+def module_inputs(modules: dict[str, nn.Module], run: Callable[[], object]) -> dict[str, tuple[torch.Tensor, ...]]:
+    """Copies of the positional arguments ``run`` first passes each of ``modules``."""
+    inputs: dict[str, tuple[torch.Tensor, ...]] = {}
+
+    def keep(name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], None]:
+        def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            inputs.setdefault(name, tuple(a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args))
+
+        return hook
+
+    hooks = [module.register_forward_pre_hook(keep(name)) for name, module in modules.items()]
+    try:
+        run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return inputs
+
+
+def module_table(renderer: TorchRenderer, compile_mode: str | None) -> None:
+    """GPU time of each part of a frame, each compiled and captured on its own like the frame.
+
+    Warping is the whole warping network (dense motion included); "warp" is its remainder.
+    """
+    def unwrap(module: nn.Module) -> nn.Module:
+        return getattr(module, "inner", module)  # the graph inside _Autocast
+
+    nets = unwrap(renderer._warp_net).nets
+    dtype = getattr(renderer._warp_net, "dtype", torch.float32)
+    parts = {
+        "motion extractor + keypoint math": unwrap(renderer._motion_net),
+        "keypoints + retargeting + stitching": renderer._drive,
+        "dense motion": nets.warping_module.dense_motion_network,
+        "warping network": nets.warping_module,
+        "generator": nets.spade_generator,
+    }
+
+    def one_frame() -> None:
+        renderer._motion_pass()
+        renderer._render_pass()
+
+    with torch.no_grad(), torch.cuda.stream(renderer._stream):
+        inputs = module_inputs(parts, one_frame)
+    times = {}
+    for name, module in parts.items():
+        wrapped: nn.Module = module if name.startswith("keypoints") or dtype == torch.float32 else _Autocast(module, dtype)
+        if compile_mode is not None:
+            wrapped = torch.compile(wrapped, mode=compile_mode, dynamic=False)
+        args = inputs[name]
+        with torch.no_grad():
+            step = _capture(functools.partial(wrapped, *args), renderer._stream)
+        times[name] = gpu_ms(renderer._stream, step)
+    times["warp (warping network − dense motion)"] = times["warping network"] - times["dense motion"]
+    print(f"\nper part, {compile_mode or 'eager'}, CUDA graphs, GPU ms:")
+    for name in ("motion extractor + keypoint math", "keypoints + retargeting + stitching", "dense motion",
+                 "warp (warping network − dense motion)", "generator"):
+        print(f"  {name:40s} {times[name]:7.3f}")
+    total = sum(times[n] for n in parts if n != "dense motion")
+    print(f"  {'sum':40s} {total:7.3f}")
+
+
 def kernel_table(renderer: TorchRenderer, rows: int) -> None:
     with torch.no_grad(), torch.cuda.stream(renderer._stream):
         for _ in range(3):
@@ -99,16 +160,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path)
     parser.add_argument("--rows", type=int, default=40, help="rows of the layer and kernel tables")
     parser.add_argument("--compile-mode", default="default", help="torch.compile mode of the kernel table ('none': eager)")
+    parser.add_argument("--parts-only", action="store_true", help="only the per-part table")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("error: the profile needs a CUDA device", file=sys.stderr)
         return 1
     model, _ = load_bench_model(args.model, args.weights)
+    mode = None if args.compile_mode == "none" else args.compile_mode
+    if args.parts_only:
+        with TorchRenderer(model, "cuda", args.precision, cuda_graphs=False) as eager:
+            module_table(eager, mode)
+        return 0
     with TorchRenderer(model, "cuda", args.precision, cuda_graphs=False) as eager:
         print(f"eager GPU time per pass: motion {gpu_ms(eager._stream, eager._motion_pass):.3f} ms, "
               f"render {gpu_ms(eager._stream, eager._render_pass):.3f} ms")
         layer_table(eager, args.rows)
-    mode = None if args.compile_mode == "none" else args.compile_mode
+        module_table(eager, mode)
     with TorchRenderer(model, "cuda", args.precision, compile_mode=mode) as compiled:
         print(f"\ncompiled ({mode}), CUDA graphs, GPU time per pass: motion {gpu_ms(compiled._stream, compiled._motion_step):.3f} ms, "
               f"render {gpu_ms(compiled._stream, compiled._render_step):.3f} ms")

@@ -33,7 +33,8 @@ class Frame:
     image: np.ndarray
     """BGR uint8, H x W x 3."""
     timestamp: float
-    """time.monotonic() when the frame was captured."""
+    """time.monotonic() when the frame was captured; a clip's frame carries the moment it shows,
+    counted from the clip's first read, so a clip gives the same motion however fast it is rendered."""
     index: int
 
 
@@ -231,10 +232,12 @@ class ClipSource:
         if image is None:
             self._finished = True
             return None
+        if self._index == 0:
+            self._started_at = time.monotonic()
         if self.realtime:
             self._pace()
         self._index += 1
-        return Frame(image, time.monotonic(), self._index - 1)
+        return Frame(image, self._started_at + (self._index - 1) / self.fps, self._index - 1)
 
     def _next_image(self) -> np.ndarray | None:
         if self._video is not None:
@@ -261,8 +264,6 @@ class ClipSource:
         self._position = 0
 
     def _pace(self) -> None:
-        if self._index == 0:
-            self._started_at = time.monotonic()
         delay = self._started_at + self._index / self.fps - time.monotonic()
         if delay > 0:
             time.sleep(delay)

@@ -255,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     track.set_defaults(func=cmd_track)
 
     sub.add_parser("settings", help="show the effective settings and their file").set_defaults(func=cmd_settings)
+
+    from .stream.cli import add_parsers as add_stream_parsers
+
+    add_stream_parsers(sub, _add_run_options)
     return parser
 
 

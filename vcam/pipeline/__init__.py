@@ -8,8 +8,9 @@
 - :mod:`.avatars` — the model and avatar a frame is rendered from; :mod:`.status` — what is reported.
 """
 
+from .avatars import keyframe_ratios
 from .controller import Controller, Pipeline
 from .stages import motion_settings
 from .status import PipelineState, PipelineStatus
 
-__all__ = ["Controller", "Pipeline", "PipelineState", "PipelineStatus", "motion_settings"]
+__all__ = ["Controller", "Pipeline", "PipelineState", "PipelineStatus", "keyframe_ratios", "motion_settings"]

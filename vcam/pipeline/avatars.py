@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..compose import Compositor
 from ..landmark_models import ensure_models
@@ -44,12 +45,14 @@ class AvatarLoader:
         source = self.store.source_state(profile, model.renderer.prepare_source, model.weights_id, model.config.input_size)
         s = self.settings
         compositor = Compositor(profile.keyframe, profile.box, (s.output_width, s.output_height), mirror=s.mirror)
-        return Avatar(profile, source, compositor, self._ratios(profile))
+        return Avatar(profile, source, compositor, keyframe_ratios(profile, s.landmarks_dir))
 
-    def _ratios(self, profile: Profile) -> KeyframeRatios:
-        if profile.eye_open is not None and profile.lip_open is not None:
-            return KeyframeRatios(profile.eye_open, profile.lip_open)
-        # a profile made before the keyframe's eyes and lips were measured; its own landmarker, as this
-        # may run on the profile loader thread while the inference thread tracks
-        measured = read_keyframe(profile.keyframe, FaceLandmarker(ensure_models(self.settings.landmarks_dir)))
-        return KeyframeRatios(measured.eye_open, measured.lip_open)
+
+def keyframe_ratios(profile: Profile, landmarks_dir: Path) -> KeyframeRatios:
+    """The profile's measured eye and lip ratios; a profile made before they were measured is
+    measured now, with landmark models of its own (this may run on the profile loader thread
+    while the inference thread tracks)."""
+    if profile.eye_open is not None and profile.lip_open is not None:
+        return KeyframeRatios(profile.eye_open, profile.lip_open)
+    measured = read_keyframe(profile.keyframe, FaceLandmarker(ensure_models(landmarks_dir)))
+    return KeyframeRatios(measured.eye_open, measured.lip_open)

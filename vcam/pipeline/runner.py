@@ -242,7 +242,8 @@ class Runner:
         if not fresh:
             return
         self._frames_out += 1
-        self._latency.add(now - work.t)
+        if not self.lossless:  # a lossless run works through the clip at its own pace
+            self._latency.add(now - work.t)
         if self._last_sent_at is not None and now > self._last_sent_at:
             self._fps.add(1.0 / (now - self._last_sent_at))
         self._last_sent_at = now

@@ -41,9 +41,16 @@ def torch_cuda(target: Target) -> Availability:
     fast = "plain" not in target.options
 
     def make() -> Renderer:
+        from .compile_cache import CompileCache, CompileKey, compile_folder
         from .torch_backend import TorchRenderer
 
-        return TorchRenderer(target.model, "cuda", target.precision, compile_mode=compile_mode, fast=fast)
+        # The app's compiled path keeps its kernels and convolution choices in the engines folder
+        # for the next start; bench rows (options) compile afresh.
+        cache = None
+        if compile_mode is not None and not target.options:
+            key = CompileKey.here(torch.device("cuda", torch.cuda.current_device()), target.weights_id, target.precision)
+            cache = CompileCache(compile_folder(target.engines_dir, target.model.cfg.name, target.precision), key)
+        return TorchRenderer(target.model, "cuda", target.precision, compile_mode=compile_mode, fast=fast, cache=cache)
 
     compiled = ", torch.compile" if compile_mode else ", no Triton so no torch.compile" if not target.options else ""
     plain = "" if fast else ", without vcam.render.fast"

@@ -285,12 +285,31 @@ def layer_inputs(layers: dict[str, nn.Module], run: Callable[[], object]) -> dic
     return inputs
 
 
+def foldable_convs(network: nn.Module) -> dict[str, FastConv]:
+    return {name: m for name, m in network.named_modules() if isinstance(m, FastConv) and m.can_fold}
+
+
+def conv_modes(network: nn.Module) -> dict[str, str]:
+    """The form ("direct" or "folded") each foldable :class:`FastConv` of ``network`` runs in."""
+    return {name: conv.mode for name, conv in foldable_convs(network).items()}
+
+
+def set_conv_modes(network: nn.Module, modes: dict[str, str]) -> bool:
+    """Apply forms saved by :func:`conv_modes`; False (nothing changed) when they name other layers."""
+    convs = foldable_convs(network)
+    if set(modes) != set(convs) or not set(modes.values()) <= {"direct", "folded"}:
+        return False
+    for name, conv in convs.items():
+        conv.mode = modes[name]
+    return True
+
+
 def autotune_convs(network: nn.Module, run: Callable[[], object]) -> dict[str, dict[str, float]]:
     """Time each foldable :class:`FastConv` both ways on the inputs ``run`` feeds it; keep the faster.
 
     Returns the timings (ms) per layer name. Call under ``torch.no_grad()``.
     """
-    convs = {name: m for name, m in network.named_modules() if isinstance(m, FastConv) and m.can_fold}
+    convs = foldable_convs(network)
     inputs = layer_inputs(convs, run)
     timings = {}
     for name, conv in convs.items():

@@ -11,6 +11,7 @@ softmax, sampling grids) in float32; the keypoint math and retargeting MLPs stay
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -21,7 +22,8 @@ from vcam.errors import VcamError
 from vcam.models import HeadMotion, MotionEstimate, SourceState, TalkingHeadModel
 
 from .base import Renderer, SourceUpload, check_crop, image_from_uint8, image_to_uint8, precision_dtype
-from .fast import autotune_convs, speed_up
+from .compile_cache import CompileCache
+from .fast import autotune_convs, conv_modes, set_conv_modes, speed_up
 from .graphs import (
     DrivingKeypointsGraph,
     MotionGraph,
@@ -74,7 +76,9 @@ class TorchRenderer(Renderer):
     """The model in torch. ``device`` "cpu" renders float32; on CUDA, ``precision`` (fp16, bf16 or
     fp32), ``channels_last``, ``cuda_graphs``, ``fast`` (the rewrites of :mod:`vcam.render.fast`,
     tuned on the device) and ``compile_mode`` (a torch.compile mode, or None) choose how the
-    per-frame path runs."""
+    per-frame path runs. ``cache`` (used when compiling with CUDA graphs) keeps the convolution
+    forms and the compiled kernels between starts; its ``status`` says whether they were loaded or
+    rebuilt. ``startup_s`` holds the seconds each start-up step took."""
 
     def __init__(
         self,
@@ -86,7 +90,17 @@ class TorchRenderer(Renderer):
         cuda_graphs: bool = True,
         compile_mode: str | None = None,
         fast: bool = True,
+        cache: CompileCache | None = None,
     ) -> None:
+        began = time.perf_counter()
+        self.startup_s: dict[str, float] = {}
+
+        def step_done(name: str) -> None:
+            nonlocal began
+            now = time.perf_counter()
+            self.startup_s[name] = now - began
+            began = now
+
         target = torch.device(device)
         cuda = target.type == "cuda"
         if cuda and target.index is None:
@@ -138,12 +152,17 @@ class TorchRenderer(Renderer):
         self._host = {buf: torch.zeros_like(buf, device="cpu").pin_memory() if cuda else buf for buf in (self._crop, self._motion, self._head, self._image)}
         self._stream = torch.cuda.Stream(target) if cuda else None
 
+        step_done("networks")
+        cache = cache if cuda and cuda_graphs and compile_mode is not None else None
+        if cache is not None:
+            cache.load()
         self.conv_timings: dict[str, dict[str, float]] = {}
-        if fast:
+        if fast and not (cache is not None and cache.conv_modes is not None and set_conv_modes(nets, cache.conv_modes)):
             self._source_buffers["f_s"].normal_()
             with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False):
                 self.conv_timings = autotune_convs(nets, self._render_pass)
             self._source_buffers["f_s"].zero_()
+        step_done("conv forms")
         if cuda and compile_mode is not None:
             self._motion_net = torch.compile(motion, mode=compile_mode, dynamic=False)
             self._warp_net = torch.compile(warp, mode=compile_mode, dynamic=False)
@@ -152,7 +171,12 @@ class TorchRenderer(Renderer):
         if cuda and cuda_graphs:
             with torch.no_grad():
                 self._motion_step = _capture(self._motion_pass, self._stream)
+                step_done("motion graph")
                 self._render_step = _capture(self._render_pass, self._stream)
+                step_done("render graph")
+        if cache is not None and not cache.hit:
+            cache.save(conv_modes(nets))
+            step_done("cache saved")
 
     # -- the two per-frame passes: fixed buffers in, fixed buffers out ----------------------------
 

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Start-up time: process start → first rendered frame, for a first and later starts.
+
+Each start is a fresh Python process that loads the model, opens the renderer the way the app
+does (``select_renderer`` with the engines folder, so compiled kernels are saved there and found
+again), prepares a source and renders one frame from a driving crop. Each process gets its own
+empty torch/Triton cache folders, so a later start can only reuse what vcam keeps in the engines
+folder.
+
+    python benchmarks/startup.py --engines /tmp/engines --starts 3 --json benchmarks/results/startup.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def one_start(args: argparse.Namespace) -> None:
+    """The child: import, load, open the renderer, render one frame; print the times as JSON."""
+    started = float(os.environ["VCAM_STARTUP_T0"])
+    marks = {"python": time.time() - started}
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+    import torch
+
+    from vcam.render.bench import load_bench_model
+    from vcam.render.select import select_renderer
+
+    marks["imports"] = time.time() - started
+    model, weights_id = load_bench_model(args.model, args.weights)
+    marks["model"] = time.time() - started
+    renderer, reason = select_renderer("torch-cuda", model, args.engines, weights_id, args.precision)
+    marks["renderer"] = time.time() - started
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (2, model.cfg.input_size, model.cfg.input_size, 3), dtype=np.uint8)
+    with renderer:
+        source = renderer.prepare_source(crops[0])
+        head = model.head_motion(renderer.extract_motion(crops[1]))
+        image = renderer.render(source, head)
+        marks["first frame"] = time.time() - started
+    print(json.dumps({"marks": marks, "renderer_steps": getattr(renderer, "startup_s", {}), "reason": reason,
+                      "image_mean": float(image.mean()), "gpu": torch.cuda.get_device_name()}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="liveportrait")
+    parser.add_argument("--precision", default="fp16")
+    parser.add_argument("--weights", type=Path)
+    parser.add_argument("--engines", type=Path, required=True)
+    parser.add_argument("--starts", type=int, default=2)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        one_start(args)
+        return 0
+    runs = []
+    for i in range(args.starts):
+        with tempfile.TemporaryDirectory(prefix="vcam-startup-") as scratch:
+            env = os.environ | {"TORCHINDUCTOR_CACHE_DIR": f"{scratch}/inductor", "TRITON_CACHE_DIR": f"{scratch}/triton",
+                                "VCAM_STARTUP_T0": repr(time.time())}
+            child = [sys.executable, "-X", "faulthandler", __file__, "--child", "--engines", str(args.engines), "--model", args.model, "--precision", args.precision]
+            if args.weights:
+                child += ["--weights", str(args.weights)]
+            done = subprocess.run(child, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(done.stdout + done.stderr + f"\nstart {i + 1} failed: exit status {done.returncode}", file=sys.stderr)
+            return 1
+        run = json.loads(done.stdout.strip().splitlines()[-1])
+        runs.append(run)
+        steps = ", ".join(f"{k} {v:.2f}" for k, v in run["renderer_steps"].items())
+        marks = ", ".join(f"{k} {v:.2f}" for k, v in run["marks"].items())
+        print(f"start {i + 1}: first frame after {run['marks']['first frame']:.2f} s ({marks}; renderer: {steps})\n  {run['reason']}")
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""Keypoint streaming: a video call that sends head motion instead of video.
+
+The sender (``vcam send``) tracks the face, reads its motion and runs vcam's motion stage as
+``vcam run`` does, then sends the resulting pose and expression — a quaternion, translation,
+scale, the K×3 expression deltas and the eye/lip retargeting ratios, a few dozen bytes a frame —
+to the receiver (``vcam receive``), which renders the avatar from a profile both sides hold and
+writes it to its own virtual camera, preview or file.
+
+Modules, one concern each:
+
+- :mod:`~vcam.stream.bits` — bit I/O and the Golomb-Rice code
+- :mod:`~vcam.stream.motion_vector` — a HeadMotion as one flat vector, and back
+- :mod:`~vcam.stream.codec` — that vector ⇄ quantised integers ⇄ key/delta frame bodies
+- :mod:`~vcam.stream.packet` — datagram framing, HMAC, pairing and session keys, replay window
+- :mod:`~vcam.stream.transport` — the UDP links (handshake, acknowledgements, status)
+- :mod:`~vcam.stream.playout` — the receiver's clock: jitter delay, interpolation, extrapolation
+- :mod:`~vcam.stream.ends` — ``send`` and ``receive`` wired to the app's model, profiles and sinks
+- :mod:`~vcam.stream.cli` — their command-line options and status line
+"""
