@@ -7,10 +7,30 @@ import select
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from PIL import Image
 
 TIMEOUT = 10.0
+ARTIFACTS = Path(__file__).parent / "artifacts"
+"""Screenshots the desktop tests take, for a person to look at (git-ignored)."""
+saved_artifacts: list[Path] = []
+
+
+def save_artifact(image: Image.Image, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    image.save(path)
+    saved_artifacts.append(path)
+    return path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if saved_artifacts:
+        terminalreporter.write_sep("-", "screenshots")
+        for path in saved_artifacts:
+            terminalreporter.write_line(str(path))
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vcam.pipeline import PipelineState, PipelineStatus
+from vcam.sinks import PreviewSink
 
 RUNNING = PipelineStatus(
     state=PipelineState.RUNNING,
@@ -36,6 +37,8 @@ class FakeController:
         self.frontalize = False
         self.frontalize_strength = 1.0
         self.preview = False
+        self.preview_feed = PreviewSink()
+        self.finished = threading.Event()
 
     # --- the Controller interface ---------------------------------------------------------
 
@@ -76,6 +79,10 @@ class FakeController:
     def set_preview(self, on: bool) -> None:
         self.calls.append(("set_preview", on))
         self.preview = on
+
+    def preview_closed(self) -> None:
+        self.calls.append(("preview_closed",))
+        self.preview = False
 
     def status(self) -> PipelineStatus:
         return self._status

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .audio import Microphone
-from .capture import open_source
+from .capture import FrameSource, Webcam, open_source
 from .errors import VcamError
 from .models import CONFIGS, TalkingHeadModel, build_model, demo_config
 from .pipeline import Pipeline
@@ -61,6 +61,10 @@ def open_renderer(settings: Settings, loaded: LoadedModel) -> tuple[Renderer, st
 def profile_store(settings: Settings) -> ProfileStore:
     """The profile folder; an installed vcam seeds it with the bundled default avatar on first use."""
     store = ProfileStore(settings.profiles_dir)
+    unfinished = store.remove_unfinished()
+    if unfinished:
+        log.warning("removed the unfinished profile(s) %s that an interrupted `vcam profile create` left in %s",
+                    ", ".join(unfinished), store.root)
     if "default" not in store.names():
         bundled = importlib.resources.files("vcam") / "bundled_profiles" / "default"
         if bundled.is_dir():
@@ -86,7 +90,7 @@ def running_pipeline(settings: Settings, lossless: bool = False, on_ready: Calla
     microphone = Microphone(device=settings.audio_device) if settings.audio else None
     with contextlib.ExitStack() as stack:
         if source is not None:
-            stack.enter_context(source)
+            source = _enter_source(stack, source)
         stack.enter_context(sink)
         if microphone is not None:
             stack.enter_context(microphone)
@@ -104,6 +108,20 @@ def running_pipeline(settings: Settings, lossless: bool = False, on_ready: Calla
             close = getattr(renderer, "close", None)
             if close is not None:
                 close()
+
+
+def _enter_source(stack: contextlib.ExitStack, source: FrameSource) -> FrameSource | None:
+    """The opened source; a webcam that cannot be opened leaves the avatar on voice and idle motion."""
+    try:
+        return stack.enter_context(source)
+    except VcamError:
+        if not isinstance(source, Webcam):
+            raise
+        log.warning(
+            "no camera %s: the avatar moves with your voice and idle motion; pick a camera with --source N "
+            "(`vcam doctor` lists them) or play a clip with --source FILE", source.device,
+        )
+        return None
 
 
 def check_profile(settings: Settings) -> None:

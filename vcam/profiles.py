@@ -8,8 +8,11 @@ written under a temporary name and renamed into place, so a profile is either wh
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import sys
+import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +33,10 @@ from .tracking import CropBox, FaceDetector, face_crop_box
 PROFILE_FILE = "profile.toml"
 SOURCE_FILE = "source.safetensors"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+OWNER_FILE = ".owner"
+"""In a folder being created: the id of the process writing it."""
+STALE_AFTER_S = 3600.0
+"""Where a process cannot be asked whether it still runs (Windows): the age of a stale folder."""
 
 PrepareSource = Callable[[np.ndarray], SourceState]
 """Computes the source state from an RGB uint8 face crop of the model's input size."""
@@ -68,6 +75,25 @@ def read_image(path: Path) -> np.ndarray:
     return image
 
 
+def _owner_running(folder: Path) -> bool:
+    """Whether the process that is creating this folder still runs."""
+    try:
+        pid = int((folder / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    if pid == os.getpid():
+        return True
+    if sys.platform == "win32":  # os.kill would end the process there
+        return time.time() - folder.stat().st_mtime < STALE_AFTER_S
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 class ProfileStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -88,6 +114,18 @@ class ProfileStore:
             except VcamError as exc:
                 bad.append(ProfileProblem(name, str(exc)))
         return good, bad
+
+    def remove_unfinished(self) -> list[str]:
+        """Delete the folders that an interrupted ``create`` left behind (its process is gone);
+        the names of the profiles they were for."""
+        if not self.root.is_dir():
+            return []
+        removed = []
+        for folder in sorted(self.root.glob(".*.creating")):
+            if folder.is_dir() and not _owner_running(folder):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder.name[1 : -len(".creating")])
+        return removed
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -150,6 +188,7 @@ class ProfileStore:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         try:
+            (staging / OWNER_FILE).write_text(str(os.getpid()))
             suffix = photo.suffix.lower() if photo.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
             keyframe_name = f"keyframe{suffix}"
             if suffix == ".png" and photo.suffix.lower() != ".png":
@@ -166,6 +205,7 @@ class ProfileStore:
             atomic_write_text(staging / PROFILE_FILE, tomli_w.dumps(meta))
             profile = Profile(name, staging, image, box, meta["created"], credit)
             self.source_state(profile, prepare, weights_id, input_size)
+            (staging / OWNER_FILE).unlink()
             if final.exists():
                 trash = self.root / f".{name}.replaced"
                 shutil.rmtree(trash, ignore_errors=True)
