@@ -104,6 +104,12 @@ class TrayApp:
         preview = self._start_preview()
         try:
             self.icon.run(setup=self._serve)
+        except self._teardown_errors() as exc:
+            # pystray's GTK icons close their desktop notification on the way out, which fails
+            # on desktops without a notification service; the tray itself has ended cleanly
+            if not self._quit.is_set():
+                raise
+            _log.debug("tray teardown: %s", exc)
         finally:
             self._loop_ended.set()
             if preview is None:
@@ -116,6 +122,13 @@ class TrayApp:
             # this marks the icon stopped, which on the loop's own thread needs no loop; pystray's
             # X11 icon would otherwise wait for its dead loop forever when garbage collected.
             self.icon.stop()
+
+    def _teardown_errors(self) -> tuple[type[Exception], ...]:
+        if self.backend not in GTK_BACKENDS:
+            return ()
+        from gi.repository import GLib
+
+        return (GLib.Error,)
 
     def _start_preview(self) -> threading.Thread | None:
         """Keep the preview window going on one thread: in the GTK loop (this thread) with a GTK

@@ -92,16 +92,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_tray(args: argparse.Namespace) -> int:
     try:
-        from vcam_tray.app import run_tray  # installed: the repository's tray/ folder is vcam_tray
+        from vcam_tray import app as tray_app  # installed: the repository's tray/ folder is vcam_tray
     except ModuleNotFoundError:  # a checkout
-        from tray.app import run_tray
+        from tray import app as tray_app
 
     from .app import check_profile, running_pipeline
 
     settings = _settings(args)
     check_profile(settings)
+    tray_app.choose_backend()  # no tray on this desktop: say so before the camera starts
     with running_pipeline(settings) as pipeline:
-        run_tray(pipeline)
+        tray_app.run_tray(pipeline)
     return 0
 
 
