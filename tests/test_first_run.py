@@ -187,3 +187,15 @@ def test_an_interrupted_profile_create_leaves_nothing_behind(sig: signal.Signals
     [line] = listed.stderr.splitlines()
     assert "removed the unfinished profile(s) bob" in line
     assert listed.stdout.split() == ["*", "default"]
+
+
+def test_doctor_lists_the_cameras(user: dict[str, str], tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "vcam.cli", "doctor"], env=user, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=STARTUP_S)
+    assert result.returncode == 0, result.stderr
+    [line] = [line for line in result.stdout.splitlines() if "cameras:" in line]
+    if any(Path("/dev").glob("video*")) and "none found" not in line:
+        assert line.startswith("[ok] cameras: 0 (/dev/video0, ") or "/dev/video" in line
+    else:
+        assert line == "[!!] cameras: none found"
+    assert "WARN" not in result.stderr + result.stdout and "ERROR" not in result.stderr
