@@ -54,6 +54,8 @@ def window_geometry(display: str, title: str) -> tuple[int, int, int, int] | Non
     window = found.stdout.split()[0]
     shape = subprocess.run(["xdotool", "getwindowgeometry", "--shell", window], env=env, capture_output=True, text=True)
     values = dict(line.split("=", 1) for line in shape.stdout.split())
+    if shape.returncode != 0 or "X" not in values:  # gone in between
+        return None
     return int(values["X"]), int(values["Y"]), int(values["WIDTH"]), int(values["HEIGHT"])
 
 

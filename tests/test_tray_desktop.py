@@ -1,6 +1,7 @@
 """`vcam tray` as a Linux user runs it: the real command with the real pipeline, docked into a real
 system tray (trayer, an XEmbed tray) on Xvfb under a D-Bus session; its menu opened with a click,
-an avatar chosen and Quit chosen with the keyboard, as a person would. Screenshots are saved."""
+an avatar chosen, the preview shown and closed, and Quit chosen, as a person would. Screenshots
+are saved."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from typing import Callable
 import cv2
 import pytest
 from conftest import save_artifact
+from test_first_run import TITLE, wait_for_picture, window_geometry
+from test_sinks import CLOSE_WINDOW
 from PIL import Image, ImageChops, ImageGrab, ImageStat
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,6 +136,12 @@ def test_the_tray_menu_switches_the_avatar_and_quits(desktop: dict[str, str], tm
         save_artifact(grab(display, (0, 0, 520, 300)), "tray-menu-avatars.png")
         press("key", "Return")
         wait_until(lambda: "avatar 'alice'" in log.text(), "the pipeline to show alice")
+
+        open_menu()
+        press("key", *["Down"] * 6, "Return")  # Show preview
+        save_artifact(wait_for_picture(display, child, (160, 120)), "tray-preview.png")
+        subprocess.run([sys.executable, "-c", CLOSE_WINDOW, TITLE], env=desktop, check=True, timeout=TIMEOUT)
+        wait_until(lambda: window_geometry(display, TITLE) is None, "the preview to close")
 
         open_menu()
         press("key", "Up", "Return")  # the last entry: Quit

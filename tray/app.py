@@ -136,6 +136,10 @@ class TrayApp:
         if self.backend in GTK_BACKENDS:
             from gi.repository import GLib
 
+            from .gtk_preview import GtkPreviewWindow
+
+            self._preview = PreviewView(self._controller, GtkPreviewWindow())
+
             def tick() -> bool:
                 self._preview.update(wait_s=0)
                 return not self._loop_ended.is_set()

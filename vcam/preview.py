@@ -77,6 +77,7 @@ class PreviewView:
     def update(self, wait_s: float) -> None:
         """Show what the pipeline sent since the last call, waiting for a frame at most ``wait_s``
         (at most PUMP_S while the window is open, so it stays responsive)."""
+        self._handle_user_close()  # a window whose events its own toolkit loop handles closes in between
         if not self.pipeline.preview:
             self.window.close()
             self.pipeline.finished.wait(wait_s)
@@ -90,6 +91,9 @@ class PreviewView:
             self.pipeline.preview_closed()
             return
         self.window.pump()
+        self._handle_user_close()
+
+    def _handle_user_close(self) -> None:
         if self.window.closed_by_user:
             self.window.closed_by_user = False
             self.pipeline.preview_closed()
