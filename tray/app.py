@@ -15,17 +15,20 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from vcam.errors import VcamError
+from vcam.pipeline import PipelineState, PipelineStatus
+from vcam.preview import PUMP_S, PreviewView, PreviewWindow
+
 from .backends import GTK_BACKENDS, choose_backend
 from .icons import icon_for
 from .menu import SEPARATOR, MenuEntry, build_menu, status_text
-from vcam.errors import VcamError
-from vcam.pipeline import PipelineState, PipelineStatus
-from vcam.preview import PUMP_S, PreviewView
 
 if TYPE_CHECKING:
     import pystray
 
     from vcam.pipeline import Pipeline
+
+    from .gtk_preview import GtkPreviewWindow
 
 _log = logging.getLogger(__name__)
 
@@ -94,7 +97,7 @@ class TrayApp:
         self._quit = threading.Event()
         self._loop_ended = threading.Event()
         self._served = threading.Event()
-        self._preview = PreviewView(controller)
+        self._preview = PreviewView(controller, self._preview_window())
 
     def run(self) -> None:
         """Run the tray until Quit or until the pipeline stops; the pipeline is asked to stop."""
@@ -130,15 +133,19 @@ class TrayApp:
 
         return (GLib.Error,)
 
+    def _preview_window(self) -> PreviewWindow | GtkPreviewWindow:
+        """HighGUI's Qt and GTK crash together in one process: with a GTK backend GTK draws it."""
+        if self.backend in GTK_BACKENDS:
+            from .gtk_preview import GtkPreviewWindow
+
+            return GtkPreviewWindow()
+        return PreviewWindow()
+
     def _start_preview(self) -> threading.Thread | None:
         """Keep the preview window going on one thread: in the GTK loop (this thread) with a GTK
         backend, else on a thread of its own (None when it runs here)."""
         if self.backend in GTK_BACKENDS:
             from gi.repository import GLib
-
-            from .gtk_preview import GtkPreviewWindow
-
-            self._preview = PreviewView(self._controller, GtkPreviewWindow())
 
             def tick() -> bool:
                 self._preview.update(wait_s=0)
@@ -149,7 +156,7 @@ class TrayApp:
 
         def pump() -> None:
             while not self._loop_ended.is_set():
-                self._preview.update(wait_s=PUMP_S)
+                self._preview.update(wait_s=0.2)
             self._preview.close()
 
         thread = threading.Thread(target=pump, name="vcam-preview", daemon=True)
