@@ -48,7 +48,7 @@ def start_vcam(env: dict[str, str], *args: str, cwd: Path) -> subprocess.Popen[s
 def window_geometry(display: str, title: str) -> tuple[int, int, int, int] | None:
     """x, y, width, height of the window with this title, or None while there is none."""
     env = {**os.environ, "DISPLAY": display}
-    found = subprocess.run(["xdotool", "search", "--name", title], env=env, capture_output=True, text=True)
+    found = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", title], env=env, capture_output=True, text=True)
     if found.returncode != 0:
         return None
     window = found.stdout.split()[0]
@@ -127,16 +127,22 @@ def probe(path: Path) -> dict:
     return json.loads(result.stdout)["streams"][0]
 
 
-def test_sigterm_beside_a_preview_finishes_the_recording(x_display: str, user: dict[str, str], tmp_path: Path) -> None:
+def test_a_preview_beside_a_recording_closes_alone_and_sigterm_finishes_the_file(x_display: str, user: dict[str, str], tmp_path: Path) -> None:
     needs_desktop_tools()
     if shutil.which("ffprobe") is None:
         pytest.skip("ffprobe is not installed (apt-get install ffmpeg)")
+    from test_sinks import CLOSE_WINDOW
+
     recording = tmp_path / "x.mp4"
-    child = start_vcam({**user, "DISPLAY": x_display}, "run", "--sink", f"file:{recording}", "--preview", "--camera-off",
+    env = {**user, "DISPLAY": x_display}
+    child = start_vcam(env, "run", "--sink", f"file:{recording}", "--preview", "--camera-off",
                        "--width", "320", "--height", "240", cwd=tmp_path)
     try:
         wait_for_picture(x_display, child, (320, 240))
+        # closing the preview beside another output closes only the preview
+        subprocess.run([sys.executable, "-c", CLOSE_WINDOW, TITLE], env=env, check=True, timeout=10)
         time.sleep(1.0)
+        assert window_geometry(x_display, TITLE) is None and child.poll() is None
         child.send_signal(signal.SIGTERM)
         out, err = child.communicate(timeout=15)
     finally:

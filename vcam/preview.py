@@ -8,6 +8,7 @@ and the thread that owns the window (the main thread of ``vcam run``, the tray's
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -54,8 +55,9 @@ class PreviewWindow:
             self.close()
 
     def close(self) -> None:
-        if self.is_open and self._visible():
-            cv2.destroyWindow(self.title)
+        if self.is_open:
+            with contextlib.suppress(cv2.error):  # already gone
+                cv2.destroyWindow(self.title)  # a window the user closed is only hidden until then
             cv2.waitKey(1)  # lets HighGUI take the window down
         self.is_open = False
 
