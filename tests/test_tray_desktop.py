@@ -135,7 +135,7 @@ def test_the_tray_menu_switches_the_avatar_and_quits(desktop: dict[str, str], tm
         time.sleep(0.5)
         save_artifact(grab(display, (0, 0, 520, 300)), "tray-menu-avatars.png")
         press("key", "Return")
-        wait_until(lambda: "avatar 'alice'" in log.text(), "the pipeline to show alice")
+        wait_until(lambda: "avatar 'alice'" in log.text(), "the pipeline to show alice", STARTUP_S)
 
         open_menu()
         press("key", *["Down"] * 6, "Return")  # Show preview
@@ -145,7 +145,7 @@ def test_the_tray_menu_switches_the_avatar_and_quits(desktop: dict[str, str], tm
 
         open_menu()
         press("key", "Up", "Return")  # the last entry: Quit
-        child.wait(TIMEOUT)
+        child.wait(STARTUP_S)
     finally:
         child.kill()
         child.wait(TIMEOUT)
