@@ -93,8 +93,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_tray(args: argparse.Namespace) -> int:
     try:
         from vcam_tray import app as tray_app  # installed: the repository's tray/ folder is vcam_tray
-    except ModuleNotFoundError:  # a checkout
-        from tray import app as tray_app
+    except ModuleNotFoundError as exc:
+        if exc.name != "vcam_tray":
+            raise
+        from tray import app as tray_app  # a checkout
 
     from .app import check_profile, running_pipeline
 
