@@ -55,6 +55,19 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOU
         time.sleep(0.2)
 
 
+def settled(display: str, box: tuple[int, int, int, int]) -> Image.Image:
+    """The picture in `box` once it stays the same for half a second."""
+    picture = grab(display, box)
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        again = grab(display, box)
+        if changed(picture, again) == 0:
+            break
+        picture = again
+    return picture
+
+
 class Lines:
     """A process's stderr, read as it comes."""
 
@@ -80,6 +93,7 @@ def desktop(x_display: str) -> dict[str, str]:
     )
     empty = grab(x_display, TRAY)
     wait_until(lambda: changed(grab(x_display, TRAY), empty) > 1 or panel.poll() is not None, "the panel")
+    settled(x_display, TRAY)
     yield env
     panel.terminate()
     panel.wait(TIMEOUT)
@@ -118,16 +132,22 @@ def test_the_tray_menu_switches_the_avatar_and_quits(desktop: dict[str, str], tm
 
     def open_menu() -> Image.Image:
         closed = grab(display, MENU)
-        press("mousemove", "16", "16", "click", "3")
-        wait_until(lambda: changed(grab(display, MENU), closed) > 20, "the menu to open")
-        time.sleep(0.3)  # fully drawn
-        return grab(display, (0, 0, 520, 300))
+        for _ in range(3):  # as a person would, click again when a busy desktop missed it
+            press("mousemove", "16", "16", "click", "3")
+            try:
+                wait_until(lambda: changed(grab(display, MENU), closed) > 20, "the menu to open", TIMEOUT / 2)
+                break
+            except AssertionError:
+                continue
+        else:
+            raise AssertionError("the menu does not open")
+        return settled(display, (0, 0, 520, 300))
 
     try:
         wait_until(lambda: changed(grab(display, TRAY), before) > 5 or child.poll() is not None, "the icon to dock", STARTUP_S)
         assert child.poll() is None, log.text()
         time.sleep(3)  # a few frames: the status shows the live rate
-        save_artifact(grab(display, (0, 0, 200, 60)), "tray-docked.png")
+        save_artifact(settled(display, (0, 0, 200, 60)), "tray-docked.png")
 
         menu = open_menu()
         save_artifact(menu, "tray-menu.png")
