@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import shutil
@@ -33,8 +34,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(str(path))
 
 
-@pytest.fixture(scope="session")
-def x_display() -> Iterator[str]:
+@contextlib.contextmanager
+def xvfb() -> Iterator[str]:
     """A private Xvfb server on a free display number (Xvfb picks it and reports it when ready)."""
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed (apt-get install xvfb): no X server for windows and tray icons")
@@ -55,3 +56,17 @@ def x_display() -> Iterator[str]:
         os.close(read_end)
         server.terminate()
         server.wait(TIMEOUT)
+
+
+@pytest.fixture(scope="session")
+def x_display() -> Iterator[str]:
+    """An X server shared by the tests that only need one."""
+    with xvfb() as display:
+        yield display
+
+
+@pytest.fixture
+def fresh_x_display() -> Iterator[str]:
+    """An X server of the test's own: nothing earlier tests did to keyboard focus or grabs."""
+    with xvfb() as display:
+        yield display

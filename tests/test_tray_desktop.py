@@ -81,9 +81,10 @@ class Lines:
 
 
 @pytest.fixture
-def desktop(x_display: str) -> dict[str, str]:
-    """The environment of a desktop session whose panel has a system tray (trayer)."""
+def desktop(fresh_x_display: str) -> dict[str, str]:
+    """The environment of a fresh desktop session whose panel has a system tray (trayer)."""
     needs("trayer", "xdotool", "dbus-run-session")
+    x_display = fresh_x_display
     env = {**os.environ, "DISPLAY": x_display}
     x, y, width, height = TRAY
     panel = subprocess.Popen(

@@ -185,9 +185,9 @@ class ProfileStore:
             raise VcamError(f"no face found in {photo}: use a well-lit, front-facing photo with one clear face")
         box = face_crop_box(face)
         staging = self.root / f".{name}.creating"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
         try:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
             (staging / OWNER_FILE).write_text(str(os.getpid()))
             suffix = photo.suffix.lower() if photo.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
             keyframe_name = f"keyframe{suffix}"
