@@ -28,7 +28,6 @@ import numpy as np
 from .audio import Microphone
 from .capture import Frame, FrameSource
 from .compose import Compositor, draw_banner
-from .errors import VcamError
 from .landmark_models import ensure_models
 from .models import ModelConfig, SourceState
 from .motion import KeyframeRatios, MotionSettings, MotionStage
@@ -213,8 +212,9 @@ class Pipeline:
         self._state = PipelineState.STARTING
         self._message = ""
         self._paused = False
-        self._preview = settings.preview
-        self._preview_sink: PreviewSink | None = None
+        # the window shows what preview_feed holds; a preview sink is its own feed
+        self.preview_feed = sink if isinstance(sink, PreviewSink) else PreviewSink()
+        self._preview = settings.preview or self.preview_feed is sink
         self._timings = {name: Ewma() for name in ("track", "motion", "render", "compose", "send")}
         self._fps = Ewma(0.05)
         self._latency = Ewma(0.1)
@@ -327,27 +327,7 @@ class Pipeline:
             if self.max_frames is not None and self._frames_out >= self.max_frames:
                 self.stop()
                 break
-        self._show_preview(None)
         self.finished.set()
-
-    def _show_preview(self, image: np.ndarray | None) -> None:
-        """The optional preview window, opened and closed by the output thread that owns it."""
-        if image is not None and self._preview:
-            if self._preview_sink is None:
-                try:
-                    self._preview_sink = PreviewSink().__enter__()
-                except VcamError as exc:  # no display: report it, keep running without preview
-                    with self._lock:
-                        self._preview, self._message = False, str(exc)
-                    self._notify()
-                    return
-            self._preview_sink.send(image)
-            if self._preview_sink.closed:  # the user closed the window
-                self._preview = False
-                self._notify()
-        if (image is None or not self._preview) and self._preview_sink is not None:
-            self._preview_sink.__exit__(None, None, None)
-            self._preview_sink = None
 
     # -- one frame --------------------------------------------------------------------------------
 
@@ -389,7 +369,8 @@ class Pipeline:
     def _send(self, item: OutputFrame, fresh: bool) -> None:
         now = self.clock()
         self.sink.send(item.image)  # a pacing sink sleeps here until the next frame is due
-        self._show_preview(item.image)
+        if self._preview and self.preview_feed is not self.sink:
+            self.preview_feed.send(item.image)
         self._timings["send"].add(self.clock() - now)
         if not fresh:
             return
@@ -423,6 +404,7 @@ class Pipeline:
             if self._pending is not None:
                 self._avatar, self._pending = self._pending, None
                 self._motion.set_source(self._avatar.source, self._avatar.ratios)
+                log.info("avatar %r", self._avatar.profile.name)
             avatar = self._avatar
         close = getattr(retired, "close", None)
         if close is not None:
@@ -560,7 +542,14 @@ class Pipeline:
         return self._preview
 
     def set_preview(self, on: bool) -> None:
-        self._preview = on
+        self._preview = on or self.preview_feed is self.sink
+        self._notify()
+
+    def preview_closed(self) -> None:
+        """The user closed the preview window: with the preview as the output the run ends."""
+        if self.preview_feed is self.sink:
+            self.stop()
+        self._preview = False
         self._notify()
 
     def status(self) -> PipelineStatus:
