@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import shutil
@@ -10,8 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 TIMEOUT = 10.0
+ARTIFACTS = Path(__file__).parent / "artifacts"
+"""Screenshots the desktop tests take, for a person to look at (git-ignored)."""
+saved_artifacts: list[Path] = []
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -23,8 +28,23 @@ def landmark_models_dir(pytestconfig: pytest.Config) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def x_display() -> Iterator[str]:
+def save_artifact(image: Image.Image, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    image.save(path)
+    saved_artifacts.append(path)
+    return path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if saved_artifacts:
+        terminalreporter.write_sep("-", "screenshots")
+        for path in saved_artifacts:
+            terminalreporter.write_line(str(path))
+
+
+@contextlib.contextmanager
+def xvfb() -> Iterator[str]:
     """A private Xvfb server on a free display number (Xvfb picks it and reports it when ready)."""
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed (apt-get install xvfb): no X server for windows and tray icons")
@@ -45,3 +65,17 @@ def x_display() -> Iterator[str]:
         os.close(read_end)
         server.terminate()
         server.wait(TIMEOUT)
+
+
+@pytest.fixture(scope="session")
+def x_display() -> Iterator[str]:
+    """An X server shared by the tests that only need one."""
+    with xvfb() as display:
+        yield display
+
+
+@pytest.fixture
+def fresh_x_display() -> Iterator[str]:
+    """An X server of the test's own: nothing earlier tests did to keyboard focus or grabs."""
+    with xvfb() as display:
+        yield display

@@ -107,7 +107,7 @@ def test_open_source_picks_camera_or_clip(tmp_path: Path) -> None:
 
 
 def test_camera_that_does_not_exist_names_the_fix() -> None:
-    with pytest.raises(VcamError, match=r"Camera 9 .*vcam doctor.*--camera N"), Webcam(9):
+    with pytest.raises(VcamError, match=r"Camera 9 .*vcam doctor.*--source N"), Webcam(9):
         pass
 
 

@@ -194,10 +194,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     return Installed(python, Path(vcam), Path(paths["purelib"]), workdir, env)
 
 
-def test_wheel_installs_vcam_and_tray_into_the_venv(installed: Installed) -> None:
-    code = "import vcam, tray; print(vcam.__file__); print(tray.__file__)"
+def test_wheel_installs_vcam_and_its_tray_into_the_venv(installed: Installed) -> None:
+    code = "import vcam, vcam_tray.app; print(vcam.__file__); print(vcam_tray.app.__file__)"
     files = run([installed.python, "-c", code], cwd=installed.workdir, env=installed.env).stdout.split()
     assert all(Path(file).is_relative_to(installed.site_packages) for file in files), files
+    top_level = {path.name for path in installed.site_packages.iterdir()}
+    assert "tray" not in top_level, "a generic top-level `tray` module would collide with other projects"
 
 
 def test_installed_vcam_help_lists_the_commands(installed: Installed) -> None:

@@ -158,22 +158,33 @@ def test_preview_without_a_display_says_so(monkeypatch: pytest.MonkeyPatch) -> N
         pass
 
 
+def test_the_preview_hand_over_keeps_the_newest_frame() -> None:
+    feed = PreviewSink()
+    assert feed.take(timeout=0.01) is None
+    first, second = np.zeros((2, 2, 3), np.uint8), np.ones((2, 2, 3), np.uint8)
+    feed.send(first)
+    feed.send(second)
+    assert feed.take() is second
+    assert feed.take() is None
+
+
 TITLE = "vcam test preview"
 
 # The window lives in a child process: OpenCV's Qt ends its process when its X server goes away,
 # and the X server here is a private Xvfb that the fixture stops.
 PREVIEW_CHILD = f"""
 import time, numpy as np
-from vcam.sinks import PreviewSink
+from vcam.preview import PreviewWindow
 frame = np.zeros((120, 160, 3), np.uint8)
-with PreviewSink({TITLE!r}) as sink:
-    sink.send(frame)
-    print("shown", flush=True)
-    deadline = time.monotonic() + 20
-    while not sink.closed and time.monotonic() < deadline:
-        sink.send(frame)
-    sink.send(frame)
-    print("closed" if sink.closed else "still open", flush=True)
+window = PreviewWindow({TITLE!r})
+window.show(frame)
+window.pump()
+print("shown", flush=True)
+deadline = time.monotonic() + 20
+while not window.closed_by_user and time.monotonic() < deadline:
+    window.show(frame)
+    window.pump()
+print("closed" if window.closed_by_user and not window.is_open else "still open", flush=True)
 """
 
 

@@ -30,6 +30,7 @@ from vcam.pipeline import PipelineState
 
 TIMEOUT = 10.0
 ICON_PX = 32  # the size the test's system tray gives the icon
+CHILD_STARTUP_S = 60.0  # a new process imports torch first
 
 
 # --- icons ------------------------------------------------------------------------------------
@@ -107,9 +108,9 @@ class SystemTray:
     def close(self) -> None:
         self.display.close()
 
-    def wait_for(self, matches: Callable[[AnyEvent], bool], what: str) -> AnyEvent:
-        """The next X event that `matches`, waiting at most TIMEOUT seconds."""
-        deadline = time.monotonic() + TIMEOUT
+    def wait_for(self, matches: Callable[[AnyEvent], bool], what: str, timeout: float = TIMEOUT) -> AnyEvent:
+        """The next X event that `matches`, waiting at most `timeout` seconds."""
+        deadline = time.monotonic() + timeout
         while True:
             while self.display.pending_events():
                 event = self.display.next_event()
@@ -119,12 +120,13 @@ class SystemTray:
             if remaining <= 0 or not select.select([self.display], [], [], remaining)[0]:
                 raise AssertionError(f"timed out waiting for {what}")
 
-    def wait_for_dock(self) -> Window:
+    def wait_for_dock(self, timeout: float = TIMEOUT) -> Window:
         request = self.wait_for(
             lambda e: e.type == X.ClientMessage
             and e.client_type == self._opcode
             and e.data[1][1] == 0,  # SYSTEM_TRAY_REQUEST_DOCK
             "an icon to ask for docking",
+            timeout,
         )
         icon = self.display.create_resource_object("window", request.data[1][2])
         icon.change_attributes(event_mask=X.PropertyChangeMask | X.StructureNotifyMask)
@@ -281,7 +283,7 @@ def run_tray_in_a_process(environment: dict[str, str]) -> subprocess.Popen[str]:
 def test_ctrl_c_quits_like_the_menu(system_tray: SystemTray) -> None:
     child = run_tray_in_a_process(dict(os.environ))
     try:
-        icon = system_tray.wait_for_dock()
+        icon = system_tray.wait_for_dock(timeout=CHILD_STARTUP_S)
         child.send_signal(signal.SIGINT)
         out, err = child.communicate(timeout=TIMEOUT)
     finally:

@@ -15,9 +15,12 @@ from vcam.pipeline import Controller, Pipeline, PipelineState
 
 CONTROLLER_METHODS = (
     "profiles", "switch_profile", "set_frontalize", "set_frontalize_strength", "set_expression_friendly", "pause", "resume",
-    "recalibrate", "set_preview", "status", "stop", "add_listener",
+    "recalibrate", "set_preview", "preview_closed", "status", "stop", "add_listener",
 )
-CONTROLLER_PROPERTIES = ("active_profile", "frontalize", "frontalize_strength", "expression_friendly", "paused", "preview", "weights_download")
+CONTROLLER_PROPERTIES = (
+    "active_profile", "frontalize", "frontalize_strength", "expression_friendly", "paused", "preview", "weights_download",
+    "preview_feed", "finished",
+)
 
 
 @pytest.mark.parametrize("implementation", [Pipeline, FakeController])

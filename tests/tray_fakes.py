@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vcam.pipeline import PipelineState, PipelineStatus
+from vcam.sinks import PreviewSink
 
 RUNNING = PipelineStatus(
     state=PipelineState.RUNNING,
@@ -38,6 +39,8 @@ class FakeController:
         self.expression_friendly = False
         self.preview = False
         self.weights_download = None  # the real one offers a WeightsDownload while the demo model runs
+        self.preview_feed = PreviewSink()
+        self.finished = threading.Event()
 
     # --- the Controller interface ---------------------------------------------------------
 
@@ -82,6 +85,10 @@ class FakeController:
     def set_preview(self, on: bool) -> None:
         self.calls.append(("set_preview", on))
         self.preview = on
+
+    def preview_closed(self) -> None:
+        self.calls.append(("preview_closed",))
+        self.preview = False
 
     def status(self) -> PipelineStatus:
         return self._status

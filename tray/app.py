@@ -15,21 +15,27 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from tray.icons import icon_for
-from tray.menu import SEPARATOR, MenuEntry, build_menu, status_text
 from vcam.errors import VcamError
 from vcam.pipeline import PipelineState, PipelineStatus
+from vcam.preview import PUMP_S, PreviewView, PreviewWindow
+
+from .backends import GTK_BACKENDS, choose_backend
+from .icons import icon_for
+from .menu import SEPARATOR, MenuEntry, build_menu, status_text
 
 if TYPE_CHECKING:
     import pystray
 
     from vcam.pipeline import Controller
 
+    from .gtk_preview import GtkPreviewWindow
+
 _log = logging.getLogger(__name__)
 
 _TOOLTIP_LIMIT = 127  # a Windows tooltip holds 127 characters; pystray fails on longer ones
 _WORKER_TIMEOUT_S = 5.0
 _X11_FLUSH_INTERVAL_S = 0.2
+_STATUS_REFRESH_S = 1.0
 
 
 def run_tray(controller: Controller) -> None:
@@ -39,12 +45,13 @@ def run_tray(controller: Controller) -> None:
     Call it on the main thread: macOS runs GUI event loops only there, and pystray's loop runs here.
     """
     app = TrayApp(controller)
-    # Ctrl+C quits like the menu (pystray's X11 loop would swallow KeyboardInterrupt, logging a traceback)
-    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: app.quit())
+    # Ctrl+C and SIGTERM quit like the menu (pystray's X11 loop would swallow KeyboardInterrupt, logging a traceback)
+    previous = {sig: signal.signal(sig, lambda _signum, _frame: app.quit()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         app.run()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def open_with_os(path: Path) -> None:
@@ -70,6 +77,7 @@ class TrayApp:
 
     def __init__(self, controller: Controller) -> None:
         status = controller.status()
+        self.backend = choose_backend()
         try:
             import pystray
 
@@ -89,22 +97,71 @@ class TrayApp:
         self._quit = threading.Event()
         self._loop_ended = threading.Event()
         self._served = threading.Event()
+        self._preview = PreviewView(controller, self._preview_window())
 
     def run(self) -> None:
         """Run the tray until Quit or until the pipeline stops; the pipeline is asked to stop."""
         self._controller.add_listener(self._wake.set)
         self._wake.set()  # catch up with changes since __init__
         threading.Thread(target=_unstick_x11, args=(self.icon, self._loop_ended), daemon=True).start()
+        preview = self._start_preview()
         try:
             self.icon.run(setup=self._serve)
+        except self._teardown_errors() as exc:
+            # pystray's GTK icons close their desktop notification on the way out, which fails
+            # on desktops without a notification service; the tray itself has ended cleanly
+            if not self._quit.is_set():
+                raise
+            _log.debug("tray teardown: %s", exc)
         finally:
             self._loop_ended.set()
+            if preview is None:
+                self._preview.close()
+            else:
+                preview.join(_WORKER_TIMEOUT_S)
             self.quit()
             self._served.wait(_WORKER_TIMEOUT_S)
             # After Quit a no-op. If the loop ended on its own (its window destroyed, an X error),
             # this marks the icon stopped, which on the loop's own thread needs no loop; pystray's
             # X11 icon would otherwise wait for its dead loop forever when garbage collected.
             self.icon.stop()
+
+    def _teardown_errors(self) -> tuple[type[Exception], ...]:
+        if self.backend not in GTK_BACKENDS:
+            return ()
+        from gi.repository import GLib
+
+        return (GLib.Error,)
+
+    def _preview_window(self) -> PreviewWindow | GtkPreviewWindow:
+        """HighGUI's Qt and GTK crash together in one process: with a GTK backend GTK draws it."""
+        if self.backend in GTK_BACKENDS:
+            from .gtk_preview import GtkPreviewWindow
+
+            return GtkPreviewWindow()
+        return PreviewWindow()
+
+    def _start_preview(self) -> threading.Thread | None:
+        """Keep the preview window going on one thread: in the GTK loop (this thread) with a GTK
+        backend, else on a thread of its own (None when it runs here)."""
+        if self.backend in GTK_BACKENDS:
+            from gi.repository import GLib
+
+            def tick() -> bool:
+                self._preview.update(wait_s=0)
+                return not self._loop_ended.is_set()
+
+            GLib.timeout_add(round(PUMP_S * 1000), tick)
+            return None
+
+        def pump() -> None:
+            while not self._loop_ended.is_set():
+                self._preview.update(wait_s=0.2)
+            self._preview.close()
+
+        thread = threading.Thread(target=pump, name="vcam-preview", daemon=True)
+        thread.start()
+        return thread
 
     def quit(self) -> None:
         """Stop the pipeline and remove the icon (from any thread; the Quit entry calls it)."""
@@ -119,7 +176,7 @@ class TrayApp:
         try:
             icon.visible = True
             while True:
-                self._wake.wait()
+                self._wake.wait(_STATUS_REFRESH_S)  # the fps and latency change without a state change
                 self._wake.clear()
                 status = self._controller.status()
                 if self._quit.is_set() or status.state is PipelineState.STOPPED:
@@ -140,6 +197,10 @@ class TrayApp:
             self.icon.title = tooltip
         except UnicodeEncodeError:  # pystray's plain X11 backend stores it as a Latin-1 window name
             self.icon.title = tooltip.encode("latin-1", "replace").decode("latin-1")
+        if self.backend == "gtk":  # pystray's GTK icon shows its title nowhere; the tooltip is what users see
+            from gi.repository import GLib
+
+            GLib.idle_add(self.icon._status_icon.set_tooltip_text, tooltip)
         self.icon.update_menu()
 
 

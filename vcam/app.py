@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .audio import Microphone
-from .capture import open_source
+from .capture import FrameSource, Webcam, open_source
 from .errors import VcamError
 from .first_use import WeightsDownload, weights_missing
 from .models import CONFIGS, TalkingHeadModel, build_model, demo_config
@@ -63,6 +63,10 @@ def open_renderer(settings: Settings, loaded: LoadedModel) -> tuple[Renderer, st
 def profile_store(settings: Settings) -> ProfileStore:
     """The profile folder; an installed vcam seeds it with the bundled default avatar on first use."""
     store = ProfileStore(settings.profiles_dir)
+    unfinished = store.remove_unfinished()
+    if unfinished:
+        log.warning("removed the unfinished profile(s) %s that an interrupted `vcam profile create` left in %s",
+                    ", ".join(unfinished), store.root)
     if "default" not in store.names():
         bundled = importlib.resources.files("vcam") / "bundled_profiles" / "default"
         if bundled.is_dir():
@@ -90,8 +94,8 @@ def running_pipeline(settings: Settings, lossless: bool = False, on_ready: Calla
         store = profile_store(settings)
         source = None  # camera off
         if not settings.camera_off:
-            source = stack.enter_context(open_source(settings.camera, settings.camera_width, settings.camera_height, settings.camera_fps,
-                                                     loop=settings.loop_clip and not lossless, realtime=not lossless))
+            source = _enter_source(stack, open_source(settings.camera, settings.camera_width, settings.camera_height, settings.camera_fps,
+                                                      loop=settings.loop_clip and not lossless, realtime=not lossless))
         sink = stack.enter_context(open_sink(settings.sink, settings.output_width, settings.output_height, settings.output_fps, settings.virtual_camera_backend))
         microphone = stack.enter_context(Microphone(device=settings.audio_device)) if settings.audio else None
         pipeline = Pipeline(
@@ -119,6 +123,20 @@ def use_installed_weights(pipeline: Pipeline, settings: Settings) -> None:
     renderer, reason = open_renderer(settings, loaded)
     log.info("renderer %s", reason)
     pipeline.switch_model(loaded.model.cfg, renderer, loaded.weights_id)
+
+
+def _enter_source(stack: contextlib.ExitStack, source: FrameSource) -> FrameSource | None:
+    """The opened source; a webcam that cannot be opened leaves the avatar on voice and idle motion."""
+    try:
+        return stack.enter_context(source)
+    except VcamError:
+        if not isinstance(source, Webcam):
+            raise
+        log.warning(
+            "no camera %s: the avatar moves with your voice and idle motion; pick a camera with --source N "
+            "(`vcam doctor` lists them) or play a clip with --source FILE", source.device,
+        )
+        return None
 
 
 def check_profile(settings: Settings) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,48 @@ IMAGE_FPS = 30.0
 """Nominal rate of a folder of images or a still."""
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+
+# Probing for cameras makes OpenCV log a warning per backend it tries; vcam says what matters itself.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+def open_camera(device: int | str) -> cv2.VideoCapture:
+    """OpenCV's capture for a camera number or device path. On Linux only V4L2 is asked, and only
+    for a device node that exists (other backends and missing nodes would print errors of their own)."""
+    if sys.platform.startswith("linux"):
+        path = f"/dev/video{device}" if isinstance(device, int) else device
+        return cv2.VideoCapture(path, cv2.CAP_V4L2) if Path(path).exists() else cv2.VideoCapture()
+    return cv2.VideoCapture(device)
+
+
+@dataclass(frozen=True)
+class CameraInfo:
+    index: int
+    device: str
+    width: int
+    height: int
+
+    def __str__(self) -> str:
+        return f"{self.index} ({self.device}, {self.width}x{self.height})"
+
+
+def list_cameras(max_index: int = 10) -> list[CameraInfo]:
+    """The cameras that deliver frames (on Linux the /dev/videoN nodes, virtual cameras included)."""
+    if sys.platform.startswith("linux"):
+        indexes = sorted(int(p.name[5:]) for p in Path("/dev").glob("video*") if p.name[5:].isdigit())
+    else:
+        indexes = list(range(max_index))
+    found = []
+    for index in indexes:
+        capture = open_camera(index)
+        try:
+            ok, image = capture.read() if capture.isOpened() else (False, None)
+        finally:
+            capture.release()
+        if ok and image is not None:
+            device = f"/dev/video{index}" if sys.platform.startswith("linux") else f"camera {index}"
+            found.append(CameraInfo(index, device, image.shape[1], image.shape[0]))
+    return found
 
 
 @dataclass(frozen=True)
@@ -83,7 +126,7 @@ class Webcam:
         width: int = 1280,
         height: int = 720,
         fps: float = 30.0,
-        open_capture: Callable[[int | str], VideoCaptureLike] = cv2.VideoCapture,
+        open_capture: Callable[[int | str], VideoCaptureLike] = open_camera,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -108,8 +151,8 @@ class Webcam:
         self._capture = self._open()
         if self._capture is None:
             raise VcamError(
-                f"Camera {self.device} could not be opened; run `vcam doctor` to list cameras "
-                "and pick one with --camera N."
+                f"Camera {self.device} could not be opened; `vcam doctor` lists the cameras, "
+                "pick one with --source N (or play a clip with --source FILE)."
             )
         return self
 

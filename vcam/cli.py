@@ -6,6 +6,7 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,6 +51,7 @@ def _status_line(pipeline: Any) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from .app import check_profile, running_pipeline
     from .first_use import offer_weights
+    from .preview import PreviewView
 
     if args.frames is not None and args.frames < 1:
         raise VcamError(f"--frames must be 1 or more (got {args.frames}): it is how many output frames to write")
@@ -60,11 +62,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     with running_pipeline(settings, lossless=lossless, on_ready=lambda reason: _say(f"vcam: renderer {reason}")) as pipeline:
         pipeline.max_frames = args.frames
         _say(f"vcam: {pipeline.status().camera} → {pipeline.sink.description} as {settings.profile!r}; Ctrl-C stops")
+        view = PreviewView(pipeline)  # the window belongs to this (the main) thread
         last = 0.0
-        while not pipeline.wait(timeout=0.2):
-            if sys.stderr.isatty() and time.monotonic() - last > 1.0:
-                last = time.monotonic()
-                print("\r" + _status_line(pipeline), end="", file=sys.stderr, flush=True)
+        try:
+            while not pipeline.wait(timeout=0):
+                view.update(wait_s=0.2)
+                if sys.stderr.isatty() and time.monotonic() - last > 1.0:
+                    last = time.monotonic()
+                    print("\r" + _status_line(pipeline), end="", file=sys.stderr, flush=True)
+        finally:
+            view.close()
         status = pipeline.status()
     if sys.stderr.isatty():
         print(file=sys.stderr)
@@ -75,16 +82,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_tray(args: argparse.Namespace) -> int:
-    from tray.app import run_tray
+    try:
+        from vcam_tray import app as tray_app  # installed: the repository's tray/ folder is vcam_tray
+    except ModuleNotFoundError as exc:
+        if exc.name != "vcam_tray":
+            raise
+        from tray import app as tray_app  # a checkout
 
     from .app import check_profile, running_pipeline
     from .first_use import offer_weights
 
     settings = _settings(args)
     check_profile(settings)
+    tray_app.choose_backend()  # no tray on this desktop: say so before the camera starts
     offer_weights(settings, args.yes)
     with running_pipeline(settings) as pipeline:
-        run_tray(pipeline)
+        tray_app.run_tray(pipeline)
     return 0
 
 
@@ -262,6 +275,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be: every output is closed and every file finished."""
+
+
+def _raise_terminated(_signum: int, _frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # vcam's own messages at INFO (DEBUG with -v); other libraries only when they warn
@@ -269,13 +290,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("vcam", "tray"):
         logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.INFO)
     func: Callable[[argparse.Namespace], int] = args.func
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_main_thread else None
     try:
         return func(args)
     except VcamError as exc:
         print(f"vcam: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 128 + signal.SIGINT
+    except KeyboardInterrupt as exc:
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -23,21 +23,24 @@ class Check:
         return line + (f"\n     → {self.fix}" if self.fix and not self.ok else "")
 
 
-def check_camera(settings: Settings) -> Check:
-    import cv2
+def check_camera(settings: Settings) -> Iterator[Check]:
+    from .capture import list_cameras
 
     if not settings.camera.isdigit() and not settings.camera.startswith("/dev/"):
         exists = Path(settings.camera).expanduser().exists()
-        return Check(exists, f"source: clip {settings.camera}", "the clip path in `camera` does not exist")
-    capture = cv2.VideoCapture(int(settings.camera) if settings.camera.isdigit() else settings.camera)
-    try:
-        ok = capture.isOpened() and capture.read()[0]
-    finally:
-        capture.release()
-    fix = "plug in a webcam, close apps that hold it, or pick another with `vcam run --source N`"
+        yield Check(exists, f"source: clip {settings.camera}", "the clip path in `camera` does not exist")
+    cameras = list_cameras()
+    fix = "plug in a webcam and close apps that hold it, or play a clip with `vcam run --source FILE`; without a camera the avatar moves with your voice"
     if sys.platform == "darwin":
         fix += "; allow camera access for your terminal in System Settings › Privacy & Security › Camera"
-    return Check(bool(ok), f"camera {settings.camera}: {'works' if ok else 'cannot be opened'}", fix)
+    if not cameras:
+        yield Check(False, "cameras: none found", fix)
+        return
+    yield Check(True, f"cameras: {', '.join(map(str, cameras))}")
+    if settings.camera.isdigit() or settings.camera.startswith("/dev/"):
+        chosen = [c for c in cameras if settings.camera in (str(c.index), c.device)]
+        yield Check(bool(chosen), f"camera {settings.camera}: {'works' if chosen else 'cannot be opened'}",
+                    "pick one of the cameras above with `vcam run --source N` or `camera = \"N\"` in the settings file")
 
 
 def _loopback_devices() -> list[str]:

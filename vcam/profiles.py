@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import re
 import shutil
+import sys
+import time
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,6 +36,10 @@ PROFILE_FILE = "profile.toml"
 SOURCE_FILE = "source.safetensors"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 _UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+OWNER_FILE = ".owner"
+"""In a folder being created: the id of the process writing it."""
+STALE_AFTER_S = 3600.0
+"""Where a process cannot be asked whether it still runs (Windows): the age of a stale folder."""
 
 PrepareSource = Callable[[np.ndarray], SourceState]
 """Computes the source state from an RGB uint8 face crop of the model's input size."""
@@ -73,6 +80,25 @@ def read_image(path: Path) -> np.ndarray:
     return image
 
 
+def _owner_running(folder: Path) -> bool:
+    """Whether the process that is creating this folder still runs."""
+    try:
+        pid = int((folder / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    if pid == os.getpid():
+        return True
+    if sys.platform == "win32":  # os.kill would end the process there
+        return time.time() - folder.stat().st_mtime < STALE_AFTER_S
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 class ProfileStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -98,6 +124,18 @@ class ProfileStore:
             except VcamError as exc:
                 bad.append(ProfileProblem(name, str(exc)))
         return good, bad
+
+    def remove_unfinished(self) -> list[str]:
+        """Delete the folders that an interrupted ``create`` left behind (its process is gone);
+        the names of the profiles they were for."""
+        if not self.root.is_dir():
+            return []
+        removed = []
+        for folder in sorted(self.root.glob(".*.creating")):
+            if folder.is_dir() and not _owner_running(folder):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder.name[1 : -len(".creating")])
+        return removed
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -167,37 +205,39 @@ class ProfileStore:
         staging = self.root / f".{name}.creating"
         self.names()  # the profiles folder must be a folder
         with self.writing(f"create profile {name!r}"):
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-        try:
-            suffix = photo.suffix.lower() if photo.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
-            keyframe_name = f"keyframe{suffix}"
-            if suffix == ".png" and photo.suffix.lower() != ".png":
-                cv2.imwrite(str(staging / keyframe_name), image)
-            else:
-                shutil.copyfile(photo, staging / keyframe_name)
-            meta = {
-                "name": name,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "credit": credit,
-                "keyframe": keyframe_name,
-                "box": {"cx": box.cx, "cy": box.cy, "size": box.size, "angle": box.angle},
-                "face": {"eye_open": list(face.eye_open), "lip_open": face.lip_open},
-            }
-            atomic_write_text(staging / PROFILE_FILE, tomli_w.dumps(meta))
-            profile = Profile(name, staging, image, box, meta["created"], credit, face.eye_open, face.lip_open)
-            self.source_state(profile, prepare, weights_id, input_size)
-            if final.exists():
-                trash = self.root / f".{name}.replaced"
-                shutil.rmtree(trash, ignore_errors=True)
-                final.rename(trash)
-                staging.rename(final)
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                staging.rename(final)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            try:
+                shutil.rmtree(staging, ignore_errors=True)
+                staging.mkdir(parents=True)
+                (staging / OWNER_FILE).write_text(str(os.getpid()))
+                suffix = photo.suffix.lower() if photo.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
+                keyframe_name = f"keyframe{suffix}"
+                if suffix == ".png" and photo.suffix.lower() != ".png":
+                    cv2.imwrite(str(staging / keyframe_name), image)
+                else:
+                    shutil.copyfile(photo, staging / keyframe_name)
+                meta = {
+                    "name": name,
+                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "credit": credit,
+                    "keyframe": keyframe_name,
+                    "box": {"cx": box.cx, "cy": box.cy, "size": box.size, "angle": box.angle},
+                    "face": {"eye_open": list(face.eye_open), "lip_open": face.lip_open},
+                }
+                atomic_write_text(staging / PROFILE_FILE, tomli_w.dumps(meta))
+                profile = Profile(name, staging, image, box, meta["created"], credit, face.eye_open, face.lip_open)
+                self.source_state(profile, prepare, weights_id, input_size)
+                (staging / OWNER_FILE).unlink()
+                if final.exists():
+                    trash = self.root / f".{name}.replaced"
+                    shutil.rmtree(trash, ignore_errors=True)
+                    final.rename(trash)
+                    staging.rename(final)
+                    shutil.rmtree(trash, ignore_errors=True)
+                else:
+                    staging.rename(final)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
         return self.load(name)
 
     @contextlib.contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -18,8 +19,6 @@ from .errors import VcamError
 
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
 """Containers written through cv2.VideoWriter, with their codec; .y4m is written directly."""
-
-QUIT_KEYS = frozenset({ord("q"), ord("Q"), 27})  # 27 = Esc
 
 
 class FrameSink(Protocol):
@@ -171,48 +170,43 @@ class _Y4mWriter:
 
 
 class PreviewSink:
-    """An OpenCV window; `closed` turns True when the user closes it or presses q or Esc."""
+    """The hand-over to the preview window: ``send`` (any thread) keeps only the newest frame,
+    ``take`` gives it to the window's thread. OpenCV's HighGUI is used from one thread alone, so the
+    window itself lives in :mod:`vcam.preview`, drawn and pumped by the main thread."""
 
-    def __init__(self, title: str = "vcam preview") -> None:
-        self.title = title
-        self.description = f"preview window '{title}'"
-        self._closed = False
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
+    def __init__(self) -> None:
+        self.description = "preview window"
+        self._frame: np.ndarray | None = None
+        self._ready = threading.Condition()
 
     def __enter__(self) -> PreviewSink:
-        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            raise VcamError("No display for the preview window; run vcam in a desktop session or use another output.")
-        cv2.namedWindow(self.title, cv2.WINDOW_AUTOSIZE)
-        self._closed = False
+        check_display()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._close()
+        with self._ready:
+            self._frame = None
 
     def send(self, frame: np.ndarray) -> None:
-        if self._closed:
-            return
-        cv2.imshow(self.title, frame)
-        key = cv2.waitKey(1)
-        if key in QUIT_KEYS or not self._visible():
-            self._close()
+        with self._ready:
+            self._frame = frame
+            self._ready.notify_all()
 
-    def _visible(self) -> bool:
-        try:
-            return cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
-        except cv2.error:  # the window is gone
-            return False
+    def take(self, timeout: float = 0.0) -> np.ndarray | None:
+        """The newest frame not taken yet, waiting at most ``timeout`` seconds; None if none came."""
+        with self._ready:
+            if self._frame is None and timeout > 0:
+                self._ready.wait(timeout)
+            frame, self._frame = self._frame, None
+            return frame
 
-    def _close(self) -> None:
-        if not self._closed and self._visible():
-            cv2.destroyWindow(self.title)
-            cv2.waitKey(1)  # lets the GUI thread take the window down
-        self._closed = True
+
+def check_display() -> None:
+    """Fail with the fix when there is no desktop to show windows on."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise VcamError("No display for the preview window; run vcam in a desktop session or use another output.")
 
 
 def _fit(frame: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -25,7 +25,7 @@ from ..motion import MotionSettings, MotionStage
 from ..profiles import ProfileStore
 from ..render.base import Renderer
 from ..settings import Settings, settings_path
-from ..sinks import FrameSink
+from ..sinks import FrameSink, PreviewSink
 from ..tracking import FaceLandmarker, FaceTracker
 from .avatars import AvatarLoader, Model
 from .runner import Command, Runner, Scene
@@ -69,6 +69,13 @@ class Controller(Protocol):
     @property
     def preview(self) -> bool: ...
     def set_preview(self, on: bool) -> None: ...
+    def preview_closed(self) -> None:
+        """The user closed the preview window."""
+    @property
+    def preview_feed(self) -> PreviewSink: ...
+    @property
+    def finished(self) -> threading.Event:
+        """Set when the run has ended."""
     @property
     def weights_download(self) -> WeightsDownload | None: ...
 
@@ -112,7 +119,7 @@ class Pipeline:
         self._profile = avatar.profile.name
         self._motion = motion_settings(settings)
         motion = MotionStage(config.convention, avatar.source, self._motion, config.retargeting is not None, avatar.ratios)
-        self._preview = Preview(settings.preview, self._preview_gone)
+        self._preview = Preview(sink, settings.preview)
         stages = [Motion(motion, microphone), Render(), Compose()]
         if source is not None:
             stages.insert(0, Track(tracker or face_tracker(settings)))
@@ -341,13 +348,18 @@ class Pipeline:
     def preview(self) -> bool:
         return self._preview.on
 
+    @property
+    def preview_feed(self) -> PreviewSink:
+        """The newest frame for the preview window, taken by the thread that owns the window."""
+        return self._preview.feed
+
     def set_preview(self, on: bool) -> None:
-        self._preview.on = on
+        self._preview.on = on or self._preview.is_output
         self._notify()
 
-    def _preview_gone(self, reason: str) -> None:
-        """The preview window closed by itself: the user closed it, or ``reason`` (no display)."""
-        if reason:
-            self._say(reason)
-        else:
-            self._notify()
+    def preview_closed(self) -> None:
+        """The user closed the preview window: with the preview as the output the run ends."""
+        if self._preview.is_output:
+            self.stop()
+        self._preview.on = False
+        self._notify()

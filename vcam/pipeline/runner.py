@@ -214,10 +214,6 @@ class Runner:
             if self.max_frames is not None and self._frames_out >= self.max_frames:
                 self.stop()
                 break
-        for stage in self.outputs:
-            close = getattr(stage, "close", None)
-            if close is not None:
-                close()
         self.finished.set()
 
     # -- one frame --------------------------------------------------------------------------------

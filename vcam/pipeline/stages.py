@@ -9,7 +9,6 @@ the renderer's crops and images RGB.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,7 +18,6 @@ import numpy as np
 from ..audio import Microphone
 from ..capture import Frame
 from ..compose import draw_banner
-from ..errors import VcamError
 from ..models import HeadMotion
 from ..motion import MotionSettings, MotionStage
 from ..settings import Settings
@@ -127,35 +125,14 @@ class Compose:
 
 
 class Preview:
-    """The optional preview window, opened, fed and closed by the output thread that owns it.
-    ``on`` is switched by the controller; ``on_change`` tells it the window went (closed by the user,
-    or no display, with the reason)."""
+    """The frames for the preview window, which the thread that owns the window takes from ``feed``
+    (see :mod:`vcam.preview`). ``on`` is switched by the controller. A preview sink is its own feed:
+    then the preview is the output and stays on."""
 
-    def __init__(self, on: bool, on_change: Callable[[str], None]) -> None:
-        self.on = on
-        self.on_change = on_change
-        self._window: PreviewSink | None = None
-
-    def show(self, image: np.ndarray) -> None:
-        if self.on and self._window is None:
-            try:
-                self._window = PreviewSink().__enter__()
-            except VcamError as exc:  # no display: report it, keep running without preview
-                self.on = False
-                self.on_change(str(exc))
-                return
-        if self.on and self._window is not None:
-            self._window.send(image)
-            if self._window.closed:  # the user closed the window
-                self.on = False
-                self.on_change("")
-        if not self.on:
-            self.close()
-
-    def close(self) -> None:
-        if self._window is not None:
-            self._window.__exit__(None, None, None)
-            self._window = None
+    def __init__(self, sink: FrameSink, on: bool) -> None:
+        self.feed = sink if isinstance(sink, PreviewSink) else PreviewSink()
+        self.is_output = self.feed is sink
+        self.on = on or self.is_output
 
 
 class Send:
@@ -170,7 +147,5 @@ class Send:
     def run(self, work: FrameWork) -> None:
         assert work.image is not None
         self.sink.send(work.image)
-        self.preview.show(work.image)
-
-    def close(self) -> None:
-        self.preview.close()
+        if self.preview.on and not self.preview.is_output:
+            self.preview.feed.send(work.image)

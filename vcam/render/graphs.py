@@ -109,7 +109,6 @@ class DrivingKeypointsGraph(nn.Module):
         if module is None:
             return x_d
         assert retarget is not None, "a model with retargeting MLPs needs the retarget controls"
-        b = x_d.shape[0]
         eye = torch.cat([retarget[:, 4:6], retarget[:, 0:1]], dim=1)
         lip = torch.cat([retarget[:, 6:7], retarget[:, 2:3]], dim=1)
         x_d = x_d + retarget[:, 1, None, None] * module.eye_delta(x_s, eye)
