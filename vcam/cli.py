@@ -181,7 +181,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     settings = load_settings(model=args.model)
     run_bench(
         model_name=settings.model, backends=args.backends, frames=args.frames,
-        weights_dir=settings.weights_dir, engines_dir=settings.engines_dir, json_path=args.json,
+        weights_dir=settings.weights_dir / settings.model, engines_dir=settings.engines_dir, json_path=args.json,
     )
     return 0
 
