@@ -29,7 +29,9 @@ Here the same seeded checkpoint is rebuilt from the layout and the seed alone, i
 
 from __future__ import annotations
 
+import io
 import json
+from contextlib import redirect_stdout
 from pathlib import Path
 
 import cv2
@@ -91,7 +93,10 @@ def model(release: tuple[str, ModelConfig], fixture: dict[str, np.ndarray], tmp_
     with pytest.MonkeyPatch.context() as env:
         env.setenv("VCAM_SETTINGS_FILE", str(home / "settings.toml"))
         env.setenv("VCAM_DATA_DIR", str(home / "data"))
-        assert main(["weights", "import", "--model", "facevid2vid", str(checkpoint)]) == 0
+        said = io.StringIO()
+        with redirect_stdout(said):
+            assert main(["weights", "import", "--model", "facevid2vid", str(checkpoint)]) == 0
+        assert f"imported {cfg.name} weights" in said.getvalue()
         folder = load_settings(model="facevid2vid").weights_dir / "facevid2vid"
     loaded = load_model(folder)
     assert loaded.cfg == cfg

@@ -1,11 +1,13 @@
 """Checkpoints in the public layouts import, convert to safetensors and load back exactly."""
 
 import json
+import os
 
 import pytest
 import torch
 
 from checkpoints import write_facevid2vid, write_liveportrait
+from vcam.cli import main
 from vcam.errors import VcamError
 from vcam.models import FACEVID2VID, FACEVID2VID_BETA, LIVEPORTRAIT, build_model, demo_config
 from vcam.weights import import_and_install, load_model, verify, weights_id
@@ -134,3 +136,15 @@ def test_missing_file_and_wrong_checkpoint_are_clear(tmp_path):
 def test_no_weights_installed_says_how_to_get_them(tmp_path):
     with pytest.raises(VcamError, match="vcam weights fetch"):
         load_model(tmp_path)
+
+
+def test_importing_notes_on_the_command_line_is_one_line(tmp_path, monkeypatch, capsys):
+    for key in [k for k in os.environ if k.startswith("VCAM_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("VCAM_SETTINGS_FILE", str(tmp_path / "settings.toml"))
+    monkeypatch.setenv("VCAM_DATA_DIR", str(tmp_path / "data"))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("download the checkpoint from the release page\n")
+    assert main(["weights", "import", "--model", "facevid2vid", str(notes)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "notes.txt is not a PyTorch checkpoint" in err

@@ -142,7 +142,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
         print(f"installed {settings.model} weights in {dest}")
     elif args.action == "import":
         weights.import_and_install(CONFIGS[settings.model], [Path(p) for p in args.files], dest)
-        print(f"imported {settings.model} weights into {dest}")
+        print(f"imported {weights.read_manifest(dest)['model']} weights into {dest}")
     elif args.action == "verify":
         bad = weights.verify(dest)
         if bad:
