@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save
 from .download import RemoteFile
 from .errors import VcamError
 from .fileio import atomic_write_bytes, atomic_write_text
-from .models import CONFIGS, ModelConfig, TalkingHeadModel, build_model, config_by_name
+from .models import CONFIGS, ModelConfig, TalkingHeadModel, build_model, config_by_name, demo_config
 
 MANIFEST = "manifest.json"
 StateDict = dict[str, torch.Tensor]
@@ -166,9 +166,7 @@ def release_of(cfg: ModelConfig, obj: object) -> ModelConfig:
     keys = {k.removeprefix("module.") for k in generator}
     for marker, name in FACEVID2VID_RELEASES.items():
         if marker in keys:
-            found = config_by_name(name + ("-demo" if cfg.name.endswith("-demo") else ""))
-            assert found is not None
-            return found
+            return demo_config(CONFIGS[name]) if cfg.name.endswith("-demo") else CONFIGS[name]
     return cfg
 
 
