@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vcam.models import FACEVID2VID, LIVEPORTRAIT, build_model, demo_config
+from vcam.models import FACEVID2VID, FACEVID2VID_BETA, LIVEPORTRAIT, build_model, demo_config
 from vcam.weights import LAYOUTS, build_model_on_meta
 
 REFERENCE = Path(__file__).parent / "reference"
@@ -19,11 +19,11 @@ def layout_of(cfg):
         entries = files.setdefault(spec.name, {})
         for part in spec.parts:
             state = model.get_submodule(part.target).state_dict()
-            entries.setdefault(part.entry or "", {}).update({k: list(v.shape) for k, v in state.items()})
+            entries.setdefault(part.entry or "", {}).update({part.key_prefix + k: list(v.shape) for k, v in state.items()})
     return files
 
 
-@pytest.mark.parametrize("cfg", [LIVEPORTRAIT, FACEVID2VID], ids=lambda c: c.name)
+@pytest.mark.parametrize("cfg", [LIVEPORTRAIT, FACEVID2VID, FACEVID2VID_BETA], ids=lambda c: c.name)
 def test_state_dicts_match_the_reference_layout_name_for_name(cfg):
     reference = json.loads((REFERENCE / f"{cfg.name}_layout.json").read_text())
     assert layout_of(cfg) == reference
@@ -59,13 +59,15 @@ LIVEPORTRAIT_RETARGETING = {
     ("retarget_eye", "mlp.10.weight"): [63, 64],
 }
 FACEVID2VID_SHAPES = {
-    ("generator", "first.conv.weight"): [64, 3, 7, 7],
+    ("generator", "first.conv.weight"): [64, 3, 3, 3],
     ("generator", "dense_motion_network.hourglass.encoder.down_blocks.0.conv.weight"): [64, 80, 3, 3, 3],
     ("generator", "dense_motion_network.mask.weight"): [16, 112, 7, 7, 7],
     ("generator", "dense_motion_network.occlusion.weight"): [1, 1792, 7, 7],
-    ("generator", "resblocks_2d.2dr5.conv2.weight"): [256, 256, 3, 3],
-    ("generator", "up_blocks.1.conv.weight"): [64, 128, 3, 3],
-    ("generator", "final.weight"): [3, 64, 7, 7],
+    ("generator", "decoder.fc.weight"): [512, 256, 3, 3],
+    ("generator", "decoder.G_middle_5.conv_1.weight_orig"): [512, 512, 3, 3],
+    ("generator", "decoder.up_0.norm_s.mlp_shared.0.weight"): [128, 256, 3, 3],
+    ("generator", "decoder.up_1.conv_s.weight_orig"): [64, 256, 1, 1],
+    ("generator", "decoder.conv_img.weight"): [3, 64, 3, 3],
     ("kp_detector", "predictor.down_blocks.down0.conv.weight"): [64, 3, 3, 3],
     ("kp_detector", "predictor.conv.weight"): [16384, 1024, 1, 1],
     ("kp_detector", "predictor.up_blocks.up4.conv.weight"): [32, 64, 3, 3, 3],
@@ -89,13 +91,27 @@ def test_liveportrait_spot_shapes_from_the_public_code():
         assert layout["stitching_retargeting_module.pth"][entry][key] == shape, key
 
 
+# The Beta release: 7×7 first conv, residual decoder, keypoint detector on the full-size image.
+FACEVID2VID_BETA_SHAPES = {
+    ("generator", "first.conv.weight"): [64, 3, 7, 7],
+    ("generator", "resblocks_2d.2dr5.conv2.weight"): [256, 256, 3, 3],
+    ("generator", "up_blocks.1.conv.weight"): [64, 128, 3, 3],
+    ("generator", "final.weight"): [3, 64, 7, 7],
+    ("kp_detector", "predictor.conv.weight"): [16384, 1024, 1, 1],
+}
+
+
 def test_facevid2vid_spot_shapes_from_the_public_code():
     layout = layout_of(FACEVID2VID)["checkpoint.pth.tar"]
     for (entry, key), shape in FACEVID2VID_SHAPES.items():
         assert layout[entry][key] == shape, key
+    beta = layout_of(FACEVID2VID_BETA)["checkpoint.pth.tar"]
+    for (entry, key), shape in FACEVID2VID_BETA_SHAPES.items():
+        assert beta[entry][key] == shape, key
+    assert "down.weight" not in beta["kp_detector"] and not any(k.startswith("decoder.") for k in beta["generator"])
 
 
-@pytest.mark.parametrize("base", [LIVEPORTRAIT, FACEVID2VID], ids=lambda c: c.name)
+@pytest.mark.parametrize("base", [LIVEPORTRAIT, FACEVID2VID, FACEVID2VID_BETA], ids=lambda c: c.name)
 def test_end_to_end_render_at_test_size(base):
     cfg = demo_config(base)
     model = build_model(cfg, seed=3)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from vcam.models import FACEVID2VID, LIVEPORTRAIT, TalkingHeadModel, build_model, demo_config
+from vcam.models import FACEVID2VID, FACEVID2VID_BETA, LIVEPORTRAIT, TalkingHeadModel, build_model, demo_config
 from vcam.errors import VcamError
 from vcam.render import select_renderer
 from vcam.render.graphs import WarpDecodeGraph, graph_specs, inference_copy, make_sample
@@ -23,7 +23,7 @@ pytest.importorskip("onnxruntime", reason="the ONNX checks run the graphs with o
 pytest.importorskip("onnxscript", reason="torch's ONNX exporter needs onnxscript (pip install vcam[onnx])")
 
 
-@pytest.fixture(scope="module", params=[LIVEPORTRAIT, FACEVID2VID], ids=["liveportrait", "facevid2vid"])
+@pytest.fixture(scope="module", params=[LIVEPORTRAIT, FACEVID2VID, FACEVID2VID_BETA], ids=["liveportrait", "facevid2vid", "facevid2vid-beta"])
 def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[TalkingHeadModel, Path, EngineManifest]:
     model = build_model(demo_config(request.param), seed=0)
     engines = tmp_path_factory.mktemp("engines")

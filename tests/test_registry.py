@@ -94,9 +94,10 @@ def test_an_unregistered_backend_is_no_choice() -> None:
 def test_settings_read_precisions_and_models_from_their_registries() -> None:
     with pytest.raises(VcamError, match=r"invalid setting precision = 'int8': Input should be 'fp16', 'bf16' or 'fp32'"):
         load_settings(precision="int8")
-    with pytest.raises(VcamError, match=r"invalid setting model = 'wav2lip': Input should be 'liveportrait' or 'facevid2vid'"):
+    with pytest.raises(VcamError, match=r"invalid setting model = 'wav2lip': Input should be 'liveportrait', 'facevid2vid' or 'facevid2vid-beta'"):
         load_settings(model="wav2lip")
     assert build_parser().parse_args(["bench", "--model", "facevid2vid"]).model == "facevid2vid"
+    assert build_parser().parse_args(["bench", "--model", "facevid2vid-beta"]).model == "facevid2vid-beta"
 
 
 @pytest.mark.usefixtures("no_gpu")

@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from vcam.errors import VcamError
-from vcam.models import FACEVID2VID, LIVEPORTRAIT, HeadMotion, MotionEstimate, SourceState, TalkingHeadModel, build_model, demo_config
+from vcam.models import FACEVID2VID, FACEVID2VID_BETA, LIVEPORTRAIT, HeadMotion, MotionEstimate, SourceState, TalkingHeadModel, build_model, demo_config
 from vcam.models.blocks import SPADE
+from vcam.models.config import SpadeDecoderConfig
 from vcam.render import select_renderer
 from vcam.render.bench import run_bench
 from vcam.render.gridsample import grid_sample_3d_gather
@@ -27,7 +28,7 @@ from vcam.render.torch_backend import TorchRenderer
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-@pytest.fixture(scope="module", params=[LIVEPORTRAIT, FACEVID2VID], ids=["liveportrait", "facevid2vid"])
+@pytest.fixture(scope="module", params=[LIVEPORTRAIT, FACEVID2VID, FACEVID2VID_BETA], ids=["liveportrait", "facevid2vid", "facevid2vid-beta"])
 def model(request: pytest.FixtureRequest) -> TalkingHeadModel:
     return build_model(demo_config(request.param), seed=0)
 
@@ -229,7 +230,7 @@ def test_fast_formulations_compute_the_same_warp_and_decode(model: TalkingHeadMo
     for conv in convs:
         conv.mode = mode if conv.can_fold else "direct"
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in nets.warping_module.modules())
-    assert (model.cfg.name.startswith("liveportrait")) == any(isinstance(m, FusedSPADE) for m in nets.modules())
+    assert isinstance(model.cfg.generator, SpadeDecoderConfig) == any(isinstance(m, FusedSPADE) for m in nets.modules())
     assert any(isinstance(m, TapConv) for m in nets.modules()) and any(isinstance(m, PointwiseConv) for m in nets.modules())
     with torch.no_grad():
         expected = model.warp_decode(sample.source.f_s, sample.source.x_s, sample.x_d)

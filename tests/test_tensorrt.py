@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from vcam.models import FACEVID2VID, LIVEPORTRAIT, TalkingHeadModel, build_model, demo_config
+from vcam.models import FACEVID2VID, FACEVID2VID_BETA, LIVEPORTRAIT, TalkingHeadModel, build_model, demo_config
 from vcam.render import select_renderer
 from vcam.render.contract import GRAPH_VERSION
 from vcam.render.engines import build_engines, find_plans
@@ -19,7 +19,7 @@ pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install v
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="TensorRT needs a CUDA device")
 
 
-@pytest.fixture(scope="module", params=[LIVEPORTRAIT, FACEVID2VID], ids=["liveportrait", "facevid2vid"])
+@pytest.fixture(scope="module", params=[LIVEPORTRAIT, FACEVID2VID, FACEVID2VID_BETA], ids=["liveportrait", "facevid2vid", "facevid2vid-beta"])
 def model(request: pytest.FixtureRequest) -> TalkingHeadModel:
     return build_model(demo_config(request.param), seed=0)
 

@@ -1,13 +1,15 @@
 """Checkpoints in the public layouts import, convert to safetensors and load back exactly."""
 
 import json
+import os
 
 import pytest
 import torch
 
 from checkpoints import write_facevid2vid, write_liveportrait
+from vcam.cli import main
 from vcam.errors import VcamError
-from vcam.models import FACEVID2VID, LIVEPORTRAIT, build_model, demo_config
+from vcam.models import FACEVID2VID, FACEVID2VID_BETA, LIVEPORTRAIT, build_model, demo_config
 from vcam.weights import import_and_install, load_model, verify, weights_id
 
 
@@ -34,13 +36,31 @@ def test_liveportrait_files_import_convert_and_load(tmp_path):
     assert verify(dest) == []
 
 
-def test_facevid2vid_training_checkpoint_imports(tmp_path):
-    model = build_model(demo_config(FACEVID2VID), seed=12)
+@pytest.mark.parametrize("release", [FACEVID2VID, FACEVID2VID_BETA], ids=lambda c: c.name)
+def test_facevid2vid_training_checkpoint_imports_as_its_release(tmp_path, release):
+    model = build_model(demo_config(release), seed=12)
     checkpoint = write_facevid2vid(model, tmp_path / "00000189-checkpoint.pth.tar")
-    dest = import_and_install(model.cfg, [checkpoint], tmp_path / "weights")
+    # `--model facevid2vid` imports either release: the checkpoint's keys say which one it is.
+    dest = import_and_install(demo_config(FACEVID2VID), [checkpoint], tmp_path / "weights")
     loaded = load_model(dest)
-    assert loaded.cfg.name == "facevid2vid-demo"
+    assert loaded.cfg.name == f"{release.name}-demo"
+    assert json.loads((dest / "manifest.json").read_text())["model"] == f"{release.name}-demo"
     assert torch.equal(render_once(loaded), render_once(model))
+
+
+def test_a_file_that_is_no_checkpoint_is_one_clear_line(tmp_path):
+    for name, data in (("notes.txt", b"e-mail the avatar to Sam\n"), ("empty.pth.tar", b""), ("photo.pth.tar", b"\xff\xd8\xff\xe0JFIF")):
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(VcamError, match="is not a PyTorch checkpoint") as err:
+            import_and_install(FACEVID2VID, [path], tmp_path / "w")
+        assert "\n" not in str(err.value) and name in str(err.value)
+    # Pickle-looking bytes that are no torch file are refused as well, not with the unpickler's error.
+    broken = tmp_path / "broken.pth.tar"
+    broken.write_bytes(b"\x80\x02e" + bytes(30))
+    with pytest.raises(VcamError, match="is not a PyTorch checkpoint"):
+        import_and_install(FACEVID2VID, [broken], tmp_path / "w")
+    assert not (tmp_path / "w" / "manifest.json").exists()
 
 
 def test_verify_and_weights_id_notice_changed_files(tmp_path):
@@ -116,3 +136,15 @@ def test_missing_file_and_wrong_checkpoint_are_clear(tmp_path):
 def test_no_weights_installed_says_how_to_get_them(tmp_path):
     with pytest.raises(VcamError, match="vcam weights fetch"):
         load_model(tmp_path)
+
+
+def test_importing_notes_on_the_command_line_is_one_line(tmp_path, monkeypatch, capsys):
+    for key in [k for k in os.environ if k.startswith("VCAM_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("VCAM_SETTINGS_FILE", str(tmp_path / "settings.toml"))
+    monkeypatch.setenv("VCAM_DATA_DIR", str(tmp_path / "data"))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("download the checkpoint from the release page\n")
+    assert main(["weights", "import", "--model", "facevid2vid", str(notes)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "notes.txt is not a PyTorch checkpoint" in err

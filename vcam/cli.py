@@ -148,7 +148,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
         print(f"installed {settings.model} weights in {dest}")
     elif args.action == "import":
         weights.import_and_install(CONFIGS[settings.model], [Path(p) for p in args.files], dest)
-        print(f"imported {settings.model} weights into {dest}")
+        print(f"imported {weights.read_manifest(dest)['model']} weights into {dest}")
     elif args.action == "verify":
         bad = weights.verify(dest)
         if bad:
@@ -188,7 +188,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     settings = load_settings(model=args.model)
     run_bench(
         model_name=settings.model, backends=args.backends, frames=args.frames,
-        weights_dir=settings.weights_dir, engines_dir=settings.engines_dir, json_path=args.json,
+        weights_dir=settings.weights_dir / settings.model, engines_dir=settings.engines_dir, json_path=args.json,
         progress=TerminalFrameProgress,
     )
     return 0

@@ -22,7 +22,7 @@ from . import download
 from .download import HubFile, Progress, sha256_file
 from .errors import VcamError
 from .fileio import atomic_write_bytes, atomic_write_text
-from .models import CONFIGS, ModelConfig, TalkingHeadModel, build_model, config_by_name
+from .models import CONFIGS, ModelConfig, TalkingHeadModel, build_model, config_by_name, demo_config
 
 MANIFEST = "manifest.json"
 StateDict = dict[str, torch.Tensor]
@@ -35,11 +35,13 @@ class CheckpointPart:
     ``entry``: key of the sub-dictionary in the file (None: the file is the state dict).
     ``prefixes``: keep only these top-level module names (None: all of them).
     ``target``: our network name, optionally with a sub-module (``stitching_retargeting_module.eye``).
+    ``key_prefix``: what the file puts before our network's keys (``decoder.``), removed on import.
     """
 
     target: str
     entry: str | None = None
     prefixes: tuple[str, ...] | None = None
+    key_prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,18 @@ LAYOUTS: dict[str, tuple[CheckpointFile, ...]] = {
             (
                 CheckpointPart("appearance_feature_extractor", "generator", ("first", "down_blocks", "second", "resblocks_3d")),
                 CheckpointPart("warping_module", "generator", ("dense_motion_network", "third", "fourth")),
+                CheckpointPart("spade_generator", "generator", ("decoder",), key_prefix="decoder."),
+                CheckpointPart("canonical_keypoint_detector", "kp_detector"),
+                CheckpointPart("motion_extractor", "he_estimator"),
+            ),
+        ),
+    ),
+    "facevid2vid-beta": (
+        CheckpointFile(
+            "checkpoint.pth.tar",
+            (
+                CheckpointPart("appearance_feature_extractor", "generator", ("first", "down_blocks", "second", "resblocks_3d")),
+                CheckpointPart("warping_module", "generator", ("dense_motion_network", "third", "fourth")),
                 CheckpointPart("spade_generator", "generator", ("resblocks_2d", "up_blocks", "final")),
                 CheckpointPart("canonical_keypoint_detector", "kp_detector"),
                 CheckpointPart("motion_extractor", "he_estimator"),
@@ -79,6 +93,10 @@ LAYOUTS: dict[str, tuple[CheckpointFile, ...]] = {
         ),
     ),
 }
+
+# Both face-vid2vid releases name their file the same way; a key only its generator has tells which
+# one a checkpoint is (New: the SPADE decoder; Beta: the residual decoder's 7×7 output conv).
+FACEVID2VID_RELEASES = {"decoder.fc.weight": "facevid2vid", "final.weight": "facevid2vid-beta"}
 
 # LivePortrait's released files on the Hugging Face Hub, pinned by size and sha256: the Hub's
 # advertised hash and the downloaded bytes are both checked against these.
@@ -135,7 +153,19 @@ def _extract(obj: object, part: CheckpointPart, file_name: str) -> StateDict:
     state = _strip_parallel_prefix(state)
     if part.prefixes is not None:
         state = {k: v for k, v in state.items() if k.split(".", 1)[0] in part.prefixes}
-    return state
+    return {k.removeprefix(part.key_prefix): v for k, v in state.items()}
+
+
+def release_of(cfg: ModelConfig, obj: object) -> ModelConfig:
+    """The config of the release a face-vid2vid checkpoint is (New or Beta); ``cfg`` otherwise."""
+    generator = obj.get("generator") if isinstance(obj, dict) else None
+    if not cfg.name.startswith("facevid2vid") or not isinstance(generator, dict):
+        return cfg
+    keys = {k.removeprefix("module.") for k in generator}
+    for marker, name in FACEVID2VID_RELEASES.items():
+        if marker in keys:
+            return demo_config(CONFIGS[name]) if cfg.name.endswith("-demo") else CONFIGS[name]
+    return cfg
 
 
 def _check_layout(name: str, expected: StateDict, found: StateDict) -> None:
@@ -157,29 +187,31 @@ def _submodule_state(model: TalkingHeadModel, target: str) -> StateDict:
     return module.state_dict()
 
 
-def import_checkpoints(cfg: ModelConfig, files: Iterable[Path]) -> dict[str, StateDict]:
+def import_checkpoints(cfg: ModelConfig, files: Iterable[Path]) -> tuple[ModelConfig, dict[str, StateDict]]:
     """Our networks' state dicts from the public checkpoint files of ``cfg``'s layout.
 
-    ``files`` are matched by name; a file of the single-file face-vid2vid layout may have any name.
+    ``files`` are matched by name; a file of the single-file face-vid2vid layout may have any name,
+    and its release decides the config returned with the state dicts.
     """
     layout = LAYOUTS[cfg.name.removesuffix("-demo")]
     by_name = {p.name: p for p in files}
-    reference = build_model_on_meta(cfg)
     networks: dict[str, StateDict] = {}
-    for spec in layout:
+    for index, spec in enumerate(layout):
         path = by_name.get(spec.name)
         if path is None and len(layout) == 1 and len(by_name) == 1:
             path = next(iter(by_name.values()))
         if path is None:
             raise VcamError(f"checkpoint {spec.name} is missing: pass all of {', '.join(f.name for f in layout)}")
         obj = read_checkpoint(path)
-        for part in spec.parts:
+        cfg = release_of(cfg, obj)
+        reference = build_model_on_meta(cfg)
+        for part in LAYOUTS[cfg.name.removesuffix("-demo")][index].parts:
             state = _extract(obj, part, path.name)
             _check_layout(f"{path.name} → {part.target}", _submodule_state(reference, part.target), state)
             network, _, sub = part.target.partition(".")
             prefix = f"{sub}." if sub else ""
             networks.setdefault(network, {}).update({prefix + k: v.float().contiguous() for k, v in state.items()})
-    return networks
+    return cfg, networks
 
 
 def build_model_on_meta(cfg: ModelConfig) -> TalkingHeadModel:
@@ -203,7 +235,7 @@ def install(cfg: ModelConfig, networks: dict[str, StateDict], dest: Path, source
 
 def import_and_install(cfg: ModelConfig, files: list[Path], dest: Path) -> Path:
     """``vcam weights import``: check, convert and install public checkpoint files."""
-    networks = import_checkpoints(cfg, files)
+    cfg, networks = import_checkpoints(cfg, files)
     return install(cfg, networks, dest, {p.name: sha256_file(p) for p in files})
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .config import CONFIGS, FACEVID2VID, LIVEPORTRAIT, ModelConfig, config_by_name, demo_config
+from .config import CONFIGS, FACEVID2VID, FACEVID2VID_BETA, LIVEPORTRAIT, ModelConfig, config_by_name, demo_config
 
 if TYPE_CHECKING:
     from .talking_head import HeadMotion, MotionEstimate, SourceState, TalkingHeadModel, build_model
 
 __all__ = [
-    "CONFIGS", "FACEVID2VID", "LIVEPORTRAIT", "ModelConfig", "config_by_name", "demo_config",
+    "CONFIGS", "FACEVID2VID", "FACEVID2VID_BETA", "LIVEPORTRAIT", "ModelConfig", "config_by_name", "demo_config",
     "HeadMotion", "MotionEstimate", "SourceState", "TalkingHeadModel", "build_model",
 ]
 _NETWORKS = ("HeadMotion", "MotionEstimate", "SourceState", "TalkingHeadModel", "build_model")

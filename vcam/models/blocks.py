@@ -100,7 +100,7 @@ class ResBlock3d(nn.Module):
 
 
 class DownBlock3d(nn.Module):
-    """Halves height and width of a volume: by pooling (LivePortrait) or a strided conv (face-vid2vid)."""
+    """Halves height and width of a volume: by pooling (LivePortrait, face-vid2vid) or a strided conv (face-vid2vid Beta)."""
 
     def __init__(self, cin: int, cout: int, strided: bool) -> None:
         super().__init__()

@@ -2,9 +2,11 @@
 
 ``LIVEPORTRAIT`` mirrors the released LivePortrait human model (21 implicit keypoints, ConvNeXt-V2
 motion extractor, SPADE decoder with 2× pixel-shuffle output, stitching/eye/lip MLPs).
-``FACEVID2VID`` mirrors the public face-vid2vid reimplementation's vox-256 checkpoint (15
-keypoints, canonical keypoint detector + ResNet head-pose/expression estimator, occlusion-aware
-decoder). :func:`demo_config` shrinks either one to a size that runs interactively on a CPU.
+``FACEVID2VID`` mirrors the public face-vid2vid reimplementation's "Vox-256-New" release (15
+keypoints, canonical keypoint detector + ResNet head-pose/expression estimator, SPADE decoder at
+256²); ``FACEVID2VID_BETA`` its earlier "Vox-256-Beta" release (7×7 first convolution, strided
+and trilinear dense-motion hourglass, occlusion-aware residual decoder, full-size keypoint
+detector). :func:`demo_config` shrinks any of them to a size that runs interactively on a CPU.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class KeypointDetectorConfig:
     temperature: float = 0.1
     scale_factor: float = 0.25
     estimate_jacobian: bool = False
+    up_mode: Literal["nearest", "trilinear"] = "nearest"
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,8 @@ class WarpingConfig:
 
 @dataclass(frozen=True)
 class SpadeDecoderConfig:
-    """LivePortrait's generator G: SPADE residual decoder, ``upscale`` 2 gives 512² from 256²."""
+    """SPADE residual decoder G: ``upscale`` 2 gives 512² from 256² (LivePortrait), 1 keeps 256²
+    (face-vid2vid's Vox-256-New release)."""
 
     upscale: int = 2
     block_expansion: int = 64
@@ -99,7 +103,7 @@ class SpadeDecoderConfig:
 
 @dataclass(frozen=True)
 class OcclusionDecoderConfig:
-    """face-vid2vid's decoder: 2-D residual blocks and upsampling back to the input size."""
+    """face-vid2vid Beta's decoder: 2-D residual blocks and upsampling back to the input size."""
 
     block_expansion: int = 64
     num_down_blocks: int = 2
@@ -172,15 +176,24 @@ FACEVID2VID = ModelConfig(
     name="facevid2vid",
     input_size=256,
     output_size=256,
-    appearance=AppearanceConfig(first_kernel=7),
+    appearance=AppearanceConfig(),
     motion=HeadExpressionConfig(),
-    warping=WarpingConfig(num_kp=15, strided_down=True, up_mode="trilinear"),
-    generator=OcclusionDecoderConfig(),
+    warping=WarpingConfig(num_kp=15),
+    generator=SpadeDecoderConfig(upscale=1),
     convention=PoseConvention(bin_offset=99.0, order="xyz", pi=3.14, keypoints="facevid2vid"),
     keypoints=KeypointDetectorConfig(),
 )
 
-CONFIGS = {c.name: c for c in (LIVEPORTRAIT, FACEVID2VID)}
+FACEVID2VID_BETA = replace(
+    FACEVID2VID,
+    name="facevid2vid-beta",
+    appearance=AppearanceConfig(first_kernel=7),
+    warping=WarpingConfig(num_kp=15, strided_down=True, up_mode="trilinear"),
+    generator=OcclusionDecoderConfig(),
+    keypoints=KeypointDetectorConfig(scale_factor=1, up_mode="trilinear"),
+)
+
+CONFIGS = {c.name: c for c in (LIVEPORTRAIT, FACEVID2VID, FACEVID2VID_BETA)}
 
 
 def demo_config(base: ModelConfig, input_size: int = 64) -> ModelConfig:
@@ -209,7 +222,8 @@ def demo_config(base: ModelConfig, input_size: int = 64) -> ModelConfig:
         generator = replace(base.generator, block_expansion=8, num_resblocks=2)
     keypoints = None
     if base.keypoints is not None:
-        keypoints = replace(base.keypoints, block_expansion=8, max_features=64, num_blocks=levels, reshape_channel=64 * 4, reshape_depth=4, scale_factor=0.5)
+        scale = 0.5 if base.keypoints.scale_factor != 1 else 1
+        keypoints = replace(base.keypoints, block_expansion=8, max_features=64, num_blocks=levels, reshape_channel=64 * 4, reshape_depth=4, scale_factor=scale)
     return replace(
         base,
         name=f"{base.name}-demo",
@@ -224,7 +238,7 @@ def demo_config(base: ModelConfig, input_size: int = 64) -> ModelConfig:
 
 
 def config_by_name(name: str) -> ModelConfig | None:
-    """``liveportrait``, ``facevid2vid`` or either with ``-demo`` (see :func:`demo_config`)."""
+    """``liveportrait``, ``facevid2vid``, ``facevid2vid-beta`` or any with ``-demo`` (see :func:`demo_config`)."""
     base = CONFIGS.get(name.removesuffix("-demo"))
     if base is None or name == base.name:
         return base

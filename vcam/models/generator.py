@@ -11,8 +11,8 @@ from .config import OcclusionDecoderConfig, SpadeDecoderConfig
 
 
 class SPADEDecoder(nn.Module):
-    """LivePortrait's decoder: six SPADE blocks at feature resolution, two upsampling blocks,
-    then a pixel shuffle for ``upscale`` 2 (256² in → 512² out)."""
+    """Six SPADE blocks at feature resolution, two upsampling blocks, then the image conv: with a
+    pixel shuffle for ``upscale`` 2 (LivePortrait, 512² out), plain for 1 (face-vid2vid, 256² out)."""
 
     def __init__(self, cfg: SpadeDecoderConfig, out_channels: int = 64) -> None:
         super().__init__()
@@ -37,7 +37,7 @@ class SPADEDecoder(nn.Module):
 
 
 class OcclusionAwareDecoder(nn.Module):
-    """face-vid2vid's decoder: 2-D residual blocks, upsampling blocks and a 7×7 output conv."""
+    """face-vid2vid Beta's decoder: 2-D residual blocks, upsampling blocks and a 7×7 output conv."""
 
     def __init__(self, cfg: OcclusionDecoderConfig, image_channel: int = 3) -> None:
         super().__init__()

@@ -23,7 +23,7 @@ class KeypointHourglass(nn.Module):
         self.up_blocks = nn.Sequential()
         for i in range(cfg.num_blocks):
             level = cfg.num_blocks - i
-            self.up_blocks.add_module(f"up{i}", UpBlock3d(width[level], width[level - 1], mode="trilinear"))
+            self.up_blocks.add_module(f"up{i}", UpBlock3d(width[level], width[level - 1], mode=cfg.up_mode))
         self.reshape_depth = cfg.reshape_depth
         self.out_filters = width[0]
 

@@ -235,7 +235,7 @@ def load_bench_model(model_name: str, weights_dir: Path | None, seed: int = 0) -
         return weights.load_model(weights_dir), weights.weights_id(weights_dir)
     cfg = config_by_name(model_name)
     if cfg is None:
-        raise VcamError(f"unknown model {model_name!r}: choose {' or '.join(CONFIGS)} (or either with -demo)")
+        raise VcamError(f"unknown model {model_name!r}: choose {', '.join(CONFIGS)} (or any with -demo)")
     return build_model(cfg, seed=seed), f"random-{cfg.name}-seed{seed}"
 
 
