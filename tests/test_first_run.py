@@ -88,7 +88,8 @@ def needs_desktop_tools() -> None:
         pytest.skip("xdotool is not installed (apt-get install xdotool)")
 
 
-def test_the_preview_output_shows_the_avatar_moving_and_ctrl_c_ends_it(x_display: str, user: dict[str, str], tmp_path: Path) -> None:
+def test_the_preview_output_shows_the_avatar_moving_and_ctrl_c_ends_it(fresh_x_display: str, user: dict[str, str], tmp_path: Path) -> None:
+    x_display = fresh_x_display  # an X server of its own: no window of an earlier test can answer
     needs_desktop_tools()
     child = start_vcam({**user, "DISPLAY": x_display}, "run", "--sink", "preview", "--camera-off",
                        "--width", "320", "--height", "240", cwd=tmp_path)
@@ -108,7 +109,8 @@ def test_the_preview_output_shows_the_avatar_moving_and_ctrl_c_ends_it(x_display
     assert window_geometry(x_display, TITLE) is None
 
 
-def test_closing_the_preview_window_ends_the_run(x_display: str, user: dict[str, str], tmp_path: Path) -> None:
+def test_closing_the_preview_window_ends_the_run(fresh_x_display: str, user: dict[str, str], tmp_path: Path) -> None:
+    x_display = fresh_x_display  # an X server of its own: no window of an earlier test can answer
     needs_desktop_tools()
     from test_sinks import CLOSE_WINDOW
 
@@ -134,7 +136,8 @@ def probe(path: Path) -> dict:
     return json.loads(result.stdout)["streams"][0]
 
 
-def test_a_preview_beside_a_recording_closes_alone_and_sigterm_finishes_the_file(x_display: str, user: dict[str, str], tmp_path: Path) -> None:
+def test_a_preview_beside_a_recording_closes_alone_and_sigterm_finishes_the_file(fresh_x_display: str, user: dict[str, str], tmp_path: Path) -> None:
+    x_display = fresh_x_display  # an X server of its own: no window of an earlier test can answer
     needs_desktop_tools()
     if shutil.which("ffprobe") is None:
         pytest.skip("ffprobe is not installed (apt-get install ffmpeg)")
