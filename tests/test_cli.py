@@ -110,3 +110,25 @@ def test_doctor_reports_every_check(home, capsys):
     for word in ("settings:", "camera", "virtual camera", "GPU", "TensorRT", "weights:", "face tracking: ", "profiles", "microphone"):
         assert word in out, word
     assert "vcam weights fetch" in out
+
+
+def test_run_flags_come_from_the_settings_with_their_names(home):
+    """One declaration per option: each flag reaches its setting, under the names users know."""
+    from vcam.cli import _settings, build_parser
+    from vcam.settings import run_flags
+
+    flags = {option.flag: option for option in run_flags()}
+    assert set(flags) == {
+        "--source", "--sink", "--profile", "--backend", "--model", "--strength", "--width", "--height", "--fps",
+        "--frontalize", "--mirror", "--preview", "--audio", "--camera-off",
+    }
+    for command in ("run", "tray"):
+        for option in flags.values():
+            if option.kind is bool:
+                for given, expected in ((option.flag, True), (f"--no-{option.flag[2:]}", False)):
+                    settings = _settings(build_parser().parse_args([command, given]))
+                    assert getattr(settings, option.field) is expected, given
+                continue
+            value = option.choices()[-1] if option.choices else {int: "321", float: "0.5", str: "alice"}[option.kind]
+            settings = _settings(build_parser().parse_args([command, option.flag, value]))
+            assert getattr(settings, option.field) == option.kind(value), option.flag

@@ -139,17 +139,17 @@ def test_tray_entry_downloads_and_the_running_camera_switches_to_the_real_model(
     with running_pipeline(settings) as pipeline:
         texts: list[str] = []
         pipeline.add_listener(lambda: texts.append(build_menu(pipeline, print, print)[2].text))
-        demo_weights = pipeline.weights_id
+        demo_weights = pipeline.status().weights_id
         entry = build_menu(pipeline, print, print)[2]
-        assert entry.text == "Download avatar weights" and entry.enabled and pipeline.banner
+        assert entry.text == "Download avatar weights" and entry.enabled and pipeline.status().banner
         entry.action()
         assert not build_menu(pipeline, print, print)[2].enabled  # a second click while it runs does nothing
         assert pipeline.weights_download.wait(timeout=120)
         deadline = time.monotonic() + 30
-        while pipeline.weights_id == demo_weights and time.monotonic() < deadline:
+        while pipeline.status().weights_id == demo_weights and time.monotonic() < deadline:
             time.sleep(0.05)  # the model changes between two frames of the running camera
-        assert pipeline.weights_id == weights.weights_id(tmp_path / "data" / "weights" / "liveportrait")
-        assert pipeline.banner is None and pipeline.status().state.value != "error"
+        assert pipeline.status().weights_id == weights.weights_id(tmp_path / "data" / "weights" / "liveportrait")
+        assert pipeline.status().banner is None and pipeline.status().state.value != "error"
     progress = [text for text in texts if text.startswith("Downloading avatar weights: ")]
     assert progress[0].startswith("Downloading avatar weights: 0 % of") and progress[-1].startswith("Downloading avatar weights: 100 % of")
     assert "Avatar weights installed" in texts

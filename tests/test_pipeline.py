@@ -15,7 +15,11 @@ from clips import blank, placed, portrait, write_clip
 from vcam.capture import ClipSource, Webcam
 from vcam.errors import VcamError
 from vcam.models import LIVEPORTRAIT, build_model, demo_config
+from vcam.motion import MotionSettings, MotionStage
 from vcam.pipeline import Pipeline, PipelineState
+from vcam.pipeline.avatars import AvatarLoader, Model
+from vcam.pipeline.runner import Runner, Scene
+from vcam.pipeline.stages import Compose, FrameWork, Motion, Preview, Render, Send
 from vcam.profiles import ProfileStore
 from vcam.render.torch_backend import TorchRenderer
 from vcam.settings import Settings
@@ -250,7 +254,7 @@ def test_controller_calls(tmp_path, store, renderer):
         assert pipeline.frontalize and pipeline.frontalize_strength == 1.0
         assert not pipeline.expression_friendly
         pipeline.set_expression_friendly(True)
-        assert pipeline.expression_friendly and pipeline._motion.settings.driving_option == "expression-friendly"
+        assert pipeline.expression_friendly and pipeline.motion_settings.driving_option == "expression-friendly"
         pipeline.pause()
         assert pipeline.paused and pipeline.status().state == PipelineState.PAUSED
         pipeline.resume()
@@ -263,7 +267,70 @@ def test_profile_from_before_the_face_was_measured_gets_measured_at_start(tmp_pa
     meta = store.root / "default" / "profile.toml"
     meta.write_text(meta.read_text().split("[face]")[0])  # as profiles were written before
     assert store.load("default").eye_open is None
-    with FileSink(tmp_path / "o.mp4", *OUT, 30.0) as sink:
-        pipeline = Pipeline(settings(store), MODEL.cfg, renderer, store, "demo", None, sink)
-        ratios = pipeline._motion.keyframe
+    ratios = AvatarLoader(store, settings(store)).load("default", Model(MODEL.cfg, renderer, "demo")).ratios
     assert ratios is not None and 0.2 < ratios.eye_open[0] < 0.35 and ratios.lip_open > 0.1
+
+
+def test_recalibrate_lands_between_frames_never_inside_one(tmp_path, store, renderer, monkeypatch):
+    """The tray's Recalibrate, clicked while a frame's motion is being computed, waits for the frame boundary."""
+    inside, go_on = threading.Event(), threading.Event()
+    updating, resets_while_updating = [False], []
+    update, recalibrate = MotionStage.update, MotionStage.recalibrate
+
+    def held_update(self, *args, **kwargs):
+        updating[0] = True
+        if not inside.is_set():  # the first frame stops here until the test lets it go on
+            inside.set()
+            go_on.wait(30)
+        try:
+            return update(self, *args, **kwargs)
+        finally:
+            updating[0] = False
+
+    def recorded_recalibrate(self):
+        resets_while_updating.append(updating[0])
+        recalibrate(self)
+
+    monkeypatch.setattr(MotionStage, "update", held_update)
+    monkeypatch.setattr(MotionStage, "recalibrate", recorded_recalibrate)
+    with FileSink(tmp_path / "out.mp4", *OUT, 30.0) as sink:
+        pipeline = Pipeline(settings(store, camera_off=True), MODEL.cfg, renderer, store, "demo", None, sink)
+        pipeline.max_frames = 3
+        pipeline.start()
+        assert inside.wait(30), "no frame reached the motion stage"
+        tray = threading.Thread(target=pipeline.recalibrate)  # the tray's menu thread
+        tray.start()
+        tray.join(30)
+        go_on.set()
+        assert pipeline.wait(60)
+        pipeline.stop()
+        pipeline.join(5)
+    assert resets_while_updating == [False]
+
+
+def test_a_new_stage_is_one_object_timed_under_its_name(tmp_path, store, renderer):
+    class Greyscale:  # e.g. a compositing step of its own
+        name = "grey"
+
+        def run(self, work: FrameWork) -> None:
+            work.image = cv2.cvtColor(cv2.cvtColor(work.image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+
+    errors: list[str] = []
+    model = Model(MODEL.cfg, renderer, "demo")
+    avatar = AvatarLoader(store, settings(store)).load("default", model)
+    motion = MotionStage(MODEL.cfg.convention, avatar.source, MotionSettings(), True, avatar.ratios)
+    with FileSink(tmp_path / "out.y4m", *OUT, 30.0) as sink:
+        runner = Runner(
+            Scene(model, avatar, motion), None, [Motion(motion, None), Render(), Compose(), Greyscale()],
+            [Send(sink, Preview(False, print))], output_fps=30.0, camera_fps=30.0, lossless=True,
+            on_frame=lambda work: None, on_error=errors.append,
+        )
+        runner.max_frames = 3
+        runner.start()
+        assert runner.finished.wait(60)
+        runner.stop()
+        runner.join(5)
+    assert errors == []
+    assert list(runner.measures().stage_ms) == ["motion", "render", "compose", "grey", "send"]
+    frames = read_frames(tmp_path / "out.y4m")
+    assert len(frames) == 3 and all(np.ptp(frame.astype(int), axis=2).max() <= 2 for frame in frames)

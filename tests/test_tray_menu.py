@@ -10,22 +10,28 @@ import pytest
 from tray_fakes import RUNNING, FakeController
 
 from tray.menu import SEPARATOR, MenuEntry, build_menu, status_line
-from vcam.pipeline import Pipeline, PipelineState
+from vcam.pipeline import Controller, Pipeline, PipelineState
 
 
 CONTROLLER_METHODS = (
     "profiles", "switch_profile", "set_frontalize", "set_frontalize_strength", "set_expression_friendly", "pause", "resume",
-    "recalibrate", "set_preview", "status", "stop", "add_listener",
+    "recalibrate", "set_preview", "preview_closed", "status", "stop", "add_listener",
 )
-CONTROLLER_PROPERTIES = ("active_profile", "frontalize", "frontalize_strength", "expression_friendly", "paused", "preview", "weights_download")
+CONTROLLER_PROPERTIES = (
+    "active_profile", "frontalize", "frontalize_strength", "expression_friendly", "paused", "preview", "weights_download",
+    "preview_feed", "finished",
+)
 
 
-def test_the_double_has_the_real_controllers_interface() -> None:
+@pytest.mark.parametrize("implementation", [Pipeline, FakeController])
+def test_the_pipeline_and_the_double_have_the_controllers_interface(implementation: type) -> None:
     for name in CONTROLLER_METHODS:
-        real, double = inspect.signature(getattr(Pipeline, name)), inspect.signature(getattr(FakeController, name))
-        assert list(real.parameters) == list(double.parameters), name
+        interface, real = inspect.signature(getattr(Controller, name)), inspect.signature(getattr(implementation, name))
+        assert list(interface.parameters) == list(real.parameters), name
     for name in CONTROLLER_PROPERTIES:
-        assert isinstance(getattr(Pipeline, name), property), name
+        assert isinstance(getattr(Controller, name), property), name
+    if implementation is Pipeline:
+        assert all(isinstance(getattr(Pipeline, name), property) for name in CONTROLLER_PROPERTIES)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""A recording double of the pipeline controller (vcam.pipeline.Pipeline) for the tray tests."""
+"""A recording double of the pipeline controller (vcam.pipeline.Controller) for the tray tests."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from .menu import SEPARATOR, MenuEntry, build_menu, status_text
 if TYPE_CHECKING:
     import pystray
 
-    from vcam.pipeline import Pipeline
+    from vcam.pipeline import Controller
 
     from .gtk_preview import GtkPreviewWindow
 
@@ -38,7 +38,7 @@ _X11_FLUSH_INTERVAL_S = 0.2
 _STATUS_REFRESH_S = 1.0
 
 
-def run_tray(controller: Pipeline) -> None:
+def run_tray(controller: Controller) -> None:
     """Show the tray icon for an already started pipeline until Quit, Ctrl+C or the pipeline
     stopping by other means; the pipeline is asked to stop in every case.
 
@@ -75,7 +75,7 @@ class TrayApp:
     small thread keeps pystray's connection flowing (see `_unstick_x11`).
     """
 
-    def __init__(self, controller: Pipeline) -> None:
+    def __init__(self, controller: Controller) -> None:
         status = controller.status()
         self.backend = choose_backend()
         try:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable
 from vcam.pipeline import PipelineState, PipelineStatus
 
 if TYPE_CHECKING:
-    from vcam.pipeline import Pipeline
+    from vcam.pipeline import Controller
 
 STRENGTHS_PERCENT = (25, 50, 75, 100)
 
@@ -54,7 +54,7 @@ def status_line(status: PipelineStatus) -> str:
 
 
 def build_menu(
-    controller: Pipeline,
+    controller: Controller,
     open_path: Callable[[Path], None],
     on_quit: Callable[[], None],
 ) -> tuple[MenuEntry, ...]:
@@ -92,7 +92,7 @@ def build_menu(
     )
 
 
-def _weights_entries(controller: Pipeline) -> tuple[MenuEntry, ...]:
+def _weights_entries(controller: Controller) -> tuple[MenuEntry, ...]:
     """While the demo model runs: "Download avatar weights", then its progress and its result."""
     download = controller.weights_download
     if download is None:
@@ -100,7 +100,7 @@ def _weights_entries(controller: Pipeline) -> tuple[MenuEntry, ...]:
     return (MenuEntry(download.text, download.start if download.available else None, enabled=download.available), SEPARATOR)
 
 
-def _profile_entries(controller: Pipeline) -> tuple[MenuEntry, ...]:
+def _profile_entries(controller: Controller) -> tuple[MenuEntry, ...]:
     active = controller.active_profile
     entries = tuple(
         MenuEntry(name, partial(controller.switch_profile, name), checked=name == active, radio=True)
@@ -109,7 +109,7 @@ def _profile_entries(controller: Pipeline) -> tuple[MenuEntry, ...]:
     return entries or (MenuEntry("No profiles: see `vcam profile create`", enabled=False),)
 
 
-def _strength_entries(controller: Pipeline) -> tuple[MenuEntry, ...]:
+def _strength_entries(controller: Controller) -> tuple[MenuEntry, ...]:
     current = round(controller.frontalize_strength * 100)
     return tuple(
         MenuEntry(

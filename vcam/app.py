@@ -78,40 +78,43 @@ def profile_store(settings: Settings) -> ProfileStore:
 
 @contextlib.contextmanager
 def running_pipeline(settings: Settings, lossless: bool = False, on_ready: Callable[[str], None] | None = None) -> Iterator[Pipeline]:
-    """A started pipeline; on exit it stops and releases camera, virtual camera and microphone."""
+    """A started pipeline; on exit, or when starting fails, everything opened so far is released:
+    renderer, camera, virtual camera and microphone."""
     loaded = open_model(settings)
-    renderer, reason = open_renderer(settings, loaded)
-    if on_ready is not None:
-        on_ready(reason)
-    store = profile_store(settings)
-    source = None
-    if not settings.camera_off:
-        source = open_source(settings.camera, settings.camera_width, settings.camera_height, settings.camera_fps,
-                             loop=settings.loop_clip and not lossless, realtime=not lossless)
-    sink = open_sink(settings.sink, settings.output_width, settings.output_height, settings.output_fps, settings.virtual_camera_backend)
-    microphone = Microphone(device=settings.audio_device) if settings.audio else None
     with contextlib.ExitStack() as stack:
-        if source is not None:
-            source = _enter_source(stack, source)
-        stack.enter_context(sink)
-        if microphone is not None:
-            stack.enter_context(microphone)
+        renderer, reason = open_renderer(settings, loaded)
+        pipeline: Pipeline | None = None
+
+        def close_renderer() -> None:  # the last one: the model may have changed while running
+            (pipeline.renderer if pipeline is not None else renderer).close()
+
+        stack.callback(close_renderer)
+        if on_ready is not None:
+            on_ready(reason)
+        store = profile_store(settings)
+        source = None  # camera off
+        if not settings.camera_off:
+            source = _enter_source(stack, open_source(settings.camera, settings.camera_width, settings.camera_height, settings.camera_fps,
+                                                      loop=settings.loop_clip and not lossless, realtime=not lossless))
+        sink = stack.enter_context(open_sink(settings.sink, settings.output_width, settings.output_height, settings.output_fps, settings.virtual_camera_backend))
+        microphone = stack.enter_context(Microphone(device=settings.audio_device)) if settings.audio else None
         pipeline = Pipeline(
             settings, loaded.model.cfg, renderer, store, loaded.weights_id, source, sink,
-            microphone=microphone, backend_description=renderer.name,
-            banner=DEMO_BANNER if loaded.demo else None, lossless=lossless,
+            microphone=microphone, banner=DEMO_BANNER if loaded.demo else None, lossless=lossless,
         )
         if loaded.demo and weights_missing(settings):
-            pipeline.offer_weights_download(WeightsDownload(settings, on_installed=lambda _: use_installed_weights(pipeline, settings)))
+            _offer_weights_download(pipeline, settings)
         pipeline.start()
         try:
             yield pipeline
         finally:
             pipeline.stop()
             pipeline.join(timeout=10)
-            close = getattr(pipeline.renderer, "close", None)  # the model may have changed while running
-            if close is not None:
-                close()
+
+
+def _offer_weights_download(pipeline: Pipeline, settings: Settings) -> None:
+    """While the demo model runs: the tray's download, then the switch to the weights it installed."""
+    pipeline.offer_weights_download(WeightsDownload(settings, on_installed=lambda _: use_installed_weights(pipeline, settings)))
 
 
 def use_installed_weights(pipeline: Pipeline, settings: Settings) -> None:

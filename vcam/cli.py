@@ -15,40 +15,24 @@ from typing import Any
 from . import __version__
 from .errors import VcamError
 from .models import CONFIGS
-from .render.registry import backend_choices
-from .settings import Settings, load_settings
-
-
-def _bool_flag(parser: argparse.ArgumentParser, name: str, help: str) -> None:
-    parser.add_argument(f"--{name}", dest=name.replace("-", "_"), action=argparse.BooleanOptionalAction, default=None, help=help)
+from .settings import Settings, load_settings, run_flags
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", dest="camera", help="webcam index, /dev/videoN, or a clip/image to play (default: settings' camera)")
-    p.add_argument("--sink", help="virtual, virtual:DEVICE, file:PATH (.mp4/.avi/.y4m) or preview")
-    p.add_argument("--profile", help="avatar profile to start with")
-    p.add_argument("--backend", choices=backend_choices())
-    p.add_argument("--model", choices=list(CONFIGS))
-    p.add_argument("--strength", dest="frontalize_strength", type=float, help="frontalization strength 0..1")
-    p.add_argument("--width", dest="output_width", type=int)
-    p.add_argument("--height", dest="output_height", type=int)
-    p.add_argument("--fps", dest="output_fps", type=float)
-    _bool_flag(p, "frontalize", "make the avatar look into the camera")
-    _bool_flag(p, "mirror", "mirror the output horizontally")
-    _bool_flag(p, "preview", "also show a preview window")
-    _bool_flag(p, "audio", "use the microphone to drive the mouth when the face is lost")
-    _bool_flag(p, "camera-off", "no camera: drive the avatar by voice and idle motion")
+    """The settings marked as flags (see :func:`vcam.settings.run_flags`), and ``--yes``."""
+    for option in run_flags():
+        if option.kind is bool:
+            p.add_argument(option.flag, dest=option.field, action=argparse.BooleanOptionalAction, default=None, help=option.help)
+        else:
+            choices = list(option.choices()) if option.choices is not None else None
+            metavar = None if choices else option.flag.lstrip("-").upper()
+            p.add_argument(option.flag, dest=option.field, type=option.kind, choices=choices, metavar=metavar, help=option.help)
     p.add_argument("-y", "--yes", action="store_true", help="download missing model weights without asking")
 
 
-SETTING_KEYS = (
-    "camera", "sink", "profile", "backend", "model", "frontalize_strength", "output_width", "output_height",
-    "output_fps", "frontalize", "mirror", "preview", "audio", "camera_off",
-)
-
-
 def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(**{k: getattr(args, k) for k in SETTING_KEYS if hasattr(args, k)})
+    """The settings with the flags given on the command line."""
+    return load_settings(**{option.field: getattr(args, option.field) for option in run_flags() if hasattr(args, option.field)})
 
 
 def _say(message: str) -> None:

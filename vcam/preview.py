@@ -19,7 +19,7 @@ from .errors import VcamError
 from .sinks import check_display
 
 if TYPE_CHECKING:
-    from .pipeline import Pipeline
+    from .pipeline import Controller
 
 log = logging.getLogger("vcam.preview")
 
@@ -72,7 +72,7 @@ class PreviewView:
     """The pipeline's preview on the calling thread: shows the newest frame while the preview is
     on, closes the window when it is turned off, and tells the pipeline when the user closed it."""
 
-    def __init__(self, pipeline: Pipeline, window: PreviewWindow | None = None) -> None:
+    def __init__(self, pipeline: Controller, window: PreviewWindow | None = None) -> None:
         self.pipeline = pipeline
         self.window = window or PreviewWindow()
 

@@ -13,12 +13,13 @@ import os
 import tomllib
 from pathlib import Path
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import platformdirs
 import tomli_w
-from pydantic import AfterValidator, Field, ValidationError, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, GetCoreSchemaHandler, ValidationError, field_validator
+from pydantic_core import PydanticCustomError, core_schema
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from .errors import VcamError
@@ -55,24 +56,61 @@ def default_engines_dir() -> Path:
     return CHECKOUT / "engines" if _in_checkout() else data_dir() / "engines"
 
 
-def _one_of(choices: Callable[[], Sequence[str]]) -> AfterValidator:
-    """A value among ``choices()``, read when validated (the model and backend registries)."""
+@dataclass(frozen=True)
+class OneOf:
+    """A value among ``choices()``, read when validated and when the command line is built (the model
+    and backend registries can grow)."""
 
-    def check(value: str) -> str:
-        allowed = [repr(c) for c in choices()]
-        if value not in choices():
+    choices: Callable[[], Sequence[str]]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def _check(self, value: str) -> str:
+        allowed = [repr(c) for c in self.choices()]
+        if value not in self.choices():
             expected = f"{', '.join(allowed[:-1])} or {allowed[-1]}" if len(allowed) > 1 else allowed[0]
             raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
         return value
 
-    return AfterValidator(check)
+
+@dataclass(frozen=True)
+class Flag:
+    """Makes an option a flag of ``vcam run`` and ``vcam tray`` (and the commands that share their
+    options): ``--NAME`` from the field's name unless ``name`` is given; the help is the field's
+    description; a bool is a ``--x/--no-x`` pair."""
+
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class RunFlag:
+    field: str
+    flag: str
+    kind: type
+    help: str | None
+    choices: Callable[[], Sequence[str]] | None
+
+
+def run_flags() -> list[RunFlag]:
+    """The options given as command-line flags, in the order declared."""
+    flags = []
+    for name, info in Settings.model_fields.items():
+        marks = [m for m in info.metadata if isinstance(m, Flag)]
+        if not marks:
+            continue
+        one_of = next((m for m in info.metadata if isinstance(m, OneOf)), None)
+        flag = marks[0].name or f"--{name.replace('_', '-')}"
+        assert isinstance(info.annotation, type), f"{name}: a flag needs a plain type"
+        flags.append(RunFlag(name, flag, info.annotation, info.description, one_of.choices if one_of else None))
+    return flags
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VCAM_", extra="forbid", validate_default=True)
 
     # Capture
-    camera: str = Field("0", description="webcam index, /dev/videoN, or a video/image path to play instead")
+    camera: Annotated[str, Flag("--source")] = Field("0", description="webcam index, /dev/videoN, or a clip/image to play")
     camera_width: int = Field(1280, gt=0)
     camera_height: int = Field(720, gt=0)
     camera_fps: float = Field(30.0, gt=0, le=240)
@@ -81,17 +119,17 @@ class Settings(BaseSettings):
     crop_expand: float = Field(2.2, gt=1.0, le=4.0, description="camera crop side as a multiple of the face's landmark box (LivePortrait: 2.2)")
     crop_shift_y: float = Field(-0.1, ge=-1.0, le=1.0, description="camera crop centre shift, in crop sides (negative = up; LivePortrait: -0.1)")
     # Avatar and model
-    profile: str = "default"
-    model: Annotated[str, _one_of(lambda: tuple(CONFIGS))] = "liveportrait"
-    backend: Annotated[str, _one_of(backend_choices)] = "auto"
-    precision: Annotated[str, _one_of(precision_choices)] = "fp16"
+    profile: Annotated[str, Flag()] = Field("default", description="avatar profile to start with")
+    model: Annotated[str, OneOf(lambda: tuple(CONFIGS)), Flag()] = Field("liveportrait", description="the networks and their weights")
+    backend: Annotated[str, OneOf(backend_choices), Flag()] = Field("auto", description="renderer backend (auto: the fastest that works here)")
+    precision: Annotated[str, OneOf(precision_choices)] = "fp16"
     profiles_dir: Path = Field(default_factory=default_profiles_dir)
     engines_dir: Path = Field(default_factory=default_engines_dir)
     weights_dir: Path = Field(default_factory=lambda: data_dir() / "weights")
     landmarks_dir: Path = Field(default_factory=lambda: data_dir() / "landmarks", description="the face tracker's MediaPipe models")
     # Motion
-    frontalize: bool = False
-    frontalize_strength: float = Field(1.0, ge=0.0, le=1.0)
+    frontalize: Annotated[bool, Flag()] = Field(False, description="make the avatar look into the camera")
+    frontalize_strength: Annotated[float, Flag("--strength")] = Field(1.0, ge=0.0, le=1.0, description="frontalization strength 0..1")
     frontalize_target: Literal["camera", "keyframe"] = "camera"
     driving_option: Literal["pose-friendly", "expression-friendly"] = Field(
         "pose-friendly", description="expression-friendly scales the user's motion to the avatar's face size (LivePortrait)"
@@ -103,17 +141,17 @@ class Settings(BaseSettings):
     face_lost_hold_s: float = Field(0.4, ge=0)
     ease_s: float = Field(0.8, ge=0)
     # Audio
-    audio: bool = True
+    audio: Annotated[bool, Flag()] = Field(True, description="use the microphone to drive the mouth when the face is lost")
     audio_device: str | None = None
-    camera_off: bool = Field(False, description="drive the avatar by voice and idle motion alone")
+    camera_off: Annotated[bool, Flag()] = Field(False, description="no camera: drive the avatar by voice and idle motion")
     # Output
-    sink: str = Field("virtual", description="virtual, virtual:DEVICE, file:PATH or preview")
+    sink: Annotated[str, Flag()] = Field("virtual", description="virtual, virtual:DEVICE, file:PATH (.mp4/.avi/.y4m) or preview")
     virtual_camera_backend: str | None = None
-    output_width: int = Field(1280, gt=0)
-    output_height: int = Field(720, gt=0)
-    output_fps: float = Field(30.0, gt=0, le=120)
-    mirror: bool = False
-    preview: bool = False
+    output_width: Annotated[int, Flag("--width")] = Field(1280, gt=0, description="output width in pixels")
+    output_height: Annotated[int, Flag("--height")] = Field(720, gt=0, description="output height in pixels")
+    output_fps: Annotated[float, Flag("--fps")] = Field(30.0, gt=0, le=120, description="output frames per second")
+    mirror: Annotated[bool, Flag()] = Field(False, description="mirror the output horizontally")
+    preview: Annotated[bool, Flag()] = Field(False, description="also show a preview window")
     # Streaming (vcam send / receive)
     stream_code: str | None = Field(None, description="pairing code shared by `vcam send` and `vcam receive`")
 

@@ -1,0 +1,245 @@
+"""The frame path on three threads joined by one-slot queues.
+
+*capture* reads the camera, *inference* runs the frame stages (track, motion, render, compose),
+*output* runs the output stages (send). In live mode a slot keeps only the newest item (a slow
+renderer drops old camera frames instead of building a backlog, so latency stays bounded) and the
+output repeats the last frame to keep the virtual camera at a steady rate. In lossless mode
+(rendering a clip to a file) every slot waits instead, so every input frame comes out exactly once.
+Without a camera the inference thread makes frames at the output rate.
+
+The runner takes no orders in the middle of a frame: the controller's commands wait in a queue
+that the inference thread applies to the :class:`Scene` between two frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from ..capture import Frame, FrameSource
+from ..motion import MotionStage
+from .avatars import Avatar, Model
+from .slots import Slot
+from .stages import FrameWork, Stage
+from .status import Measures
+
+log = logging.getLogger("vcam.pipeline")
+
+
+class Scene:
+    """What the next frame is made of: model, avatar, the user's motion state, and whether frames are
+    paused. Only the inference thread changes it, between frames, by applying commands."""
+
+    def __init__(self, model: Model, avatar: Avatar, motion: MotionStage) -> None:
+        self.model = model
+        self.avatar = avatar
+        self.motion = motion
+        self.paused = False
+
+    def use_avatar(self, avatar: Avatar) -> None:
+        log.info("avatar %r", avatar.profile.name)
+        self.avatar = avatar
+        self.motion.set_source(avatar.source, avatar.ratios)
+
+    def use_model(self, model: Model, avatar: Avatar) -> None:
+        """Model, renderer and avatar change together; the old renderer is closed."""
+        retired = self.model.renderer
+        self.model = model
+        self.use_avatar(avatar)
+        if retired is not model.renderer:
+            retired.close()
+
+
+Command = Callable[[Scene], None]
+
+
+class Ewma:
+    def __init__(self, weight: float = 0.1) -> None:
+        self.weight, self.value = weight, 0.0
+        self._seen = False
+
+    def add(self, x: float) -> None:
+        self.value = x if not self._seen else self.value + self.weight * (x - self.value)
+        self._seen = True
+
+
+class Runner:
+    """Runs ``stages`` on every frame and ``outputs`` on every output frame, timing each by name.
+
+    ``on_frame`` hears of every finished frame (the controller derives running / face lost from it),
+    ``on_error`` of a failure that ended the run.
+    """
+
+    def __init__(
+        self,
+        scene: Scene,
+        source: FrameSource | None,
+        stages: Sequence[Stage],
+        outputs: Sequence[Stage],
+        output_fps: float,
+        camera_fps: float,
+        lossless: bool,
+        on_frame: Callable[[FrameWork], None],
+        on_error: Callable[[str], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.scene = scene
+        self.source = source
+        self.stages, self.outputs = tuple(stages), tuple(outputs)
+        self.period = 1.0 / output_fps
+        self.idle_s = 0.5 / max(camera_fps, 1.0)
+        """How long the capture thread waits when the camera has no frame yet."""
+        self.lossless = lossless
+        self.on_frame, self.on_error = on_frame, on_error
+        self.clock = clock
+        self.max_frames: int | None = None
+        self.finished = threading.Event()
+        self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        self._frames: Slot[Frame] = Slot(lossless)
+        self._outputs: Slot[FrameWork] = Slot(lossless)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._stage_s = {stage.name: Ewma() for stage in (*self.stages, *self.outputs)}
+        self._fps, self._latency = Ewma(0.05), Ewma(0.1)
+        self._frames_in = self._frames_out = 0
+        self._last_sent_at: float | None = None
+
+    # -- life cycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        workers = [("vcam-inference", self._inference_loop), ("vcam-output", self._output_loop)]
+        if self.source is not None:
+            workers.insert(0, ("vcam-capture", self._capture_loop))
+        else:
+            self._frames.close()
+        for name, target in workers:
+            thread = threading.Thread(target=self._guard(target), name=name, daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def stop(self) -> None:
+        """Ask every thread to finish; :meth:`join` waits for them."""
+        self._stop.set()
+        self._frames.close()
+        self._outputs.close()
+
+    def join(self, timeout: float | None = None) -> None:
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def submit(self, command: Command) -> None:
+        """Apply ``command`` to the scene before the next frame (in the order submitted)."""
+        self._commands.put(command)
+
+    def measures(self) -> Measures:
+        return Measures(
+            fps=self._fps.value,
+            latency_ms=self._latency.value * 1000,
+            stage_ms={name: ewma.value * 1000 for name, ewma in self._stage_s.items()},
+            frames_in=self._frames_in,
+            frames_out=self._frames_out,
+            dropped=self._frames.dropped + self._outputs.dropped,
+        )
+
+    def _guard(self, loop: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                loop()
+            except Exception as exc:  # a broken device or backend: report, stop cleanly
+                log.exception("%s failed", threading.current_thread().name)
+                self.on_error(str(exc) or type(exc).__name__)
+                self.stop()
+                self.finished.set()
+
+        return run
+
+    # -- threads ----------------------------------------------------------------------------------
+
+    def _capture_loop(self) -> None:
+        assert self.source is not None
+        while not self._stop.is_set():
+            frame = self.source.read()
+            if frame is None:
+                if self.source.finished:
+                    break
+                self._stop.wait(self.idle_s)
+                continue
+            self._frames_in += 1
+            if not self._frames.put(frame):
+                break
+        self._frames.close()
+
+    def _inference_loop(self) -> None:
+        next_tick = self.clock()
+        try:
+            while not self._stop.is_set():
+                self._apply_commands()
+                if self.source is None:  # the clock makes the frames
+                    self._stop.wait(max(0.0, next_tick - self.clock()))
+                    next_tick += self.period
+                    frame, t = None, self.clock()
+                else:
+                    frame = self._frames.get(timeout=0.1)
+                    if frame is None:
+                        if self._frames.closed:
+                            break
+                        continue
+                    t = frame.timestamp
+                if self.scene.paused:
+                    continue
+                work = FrameWork(t, self.scene.model, self.scene.avatar, frame)
+                self._run(self.stages, work)
+                self.on_frame(work)
+                if not self._outputs.put(work):
+                    break
+        finally:
+            self._outputs.close()
+            self._apply_commands()  # a model swapped in after the last frame is the one closed at the end
+
+    def _output_loop(self) -> None:
+        last: FrameWork | None = None
+        while True:
+            work = self._outputs.get(timeout=None if self.lossless else self.period)
+            if work is None:
+                if self._outputs.closed or self._stop.is_set():
+                    break
+                if last is not None and not self.lossless:
+                    self._send(last, fresh=False)  # keep the virtual camera fed at a steady rate
+                continue
+            last = work
+            self._send(work, fresh=True)
+            if self.max_frames is not None and self._frames_out >= self.max_frames:
+                self.stop()
+                break
+        self.finished.set()
+
+    # -- one frame --------------------------------------------------------------------------------
+
+    def _apply_commands(self) -> None:
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            command(self.scene)
+
+    def _run(self, stages: Sequence[Stage], work: FrameWork) -> None:
+        for stage in stages:
+            start = self.clock()
+            stage.run(work)
+            self._stage_s[stage.name].add(self.clock() - start)
+
+    def _send(self, work: FrameWork, fresh: bool) -> None:
+        now = self.clock()
+        self._run(self.outputs, work)
+        if not fresh:
+            return
+        self._frames_out += 1
+        if not self.lossless:  # a lossless run works through the clip at its own pace
+            self._latency.add(now - work.t)
+        if self._last_sent_at is not None and now > self._last_sent_at:
+            self._fps.add(1.0 / (now - self._last_sent_at))
+        self._last_sent_at = now
