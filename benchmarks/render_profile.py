@@ -24,7 +24,7 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vcam.render.bench import load_bench_model  # noqa: E402
-from vcam.render.fast import FastConv, PointwiseConv, TapConv, layer_inputs, median_ms  # noqa: E402
+from vcam.render.fast import FastConv, PointwiseConv, TapConv, layer_inputs, median_ms, module_inputs  # noqa: E402
 from vcam.render.torch_backend import TorchRenderer, _Autocast, _capture  # noqa: E402
 
 NETWORKS = ("motion_extractor", "warping_module", "spade_generator")
@@ -77,25 +77,6 @@ def layer_table(renderer: TorchRenderer, rows: int) -> None:
     print(f"\n{'ms':>7} {'GFLOP':>7} {'TFLOP/s':>7}  layer  input → weight")
     for ms, name, shape, weight, gflop in sorted(results, reverse=True)[:rows]:
         print(f"{ms:7.3f} {gflop:7.2f} {gflop / ms:7.0f}  {name}  {shape} → {weight}")
-
-
-def module_inputs(modules: dict[str, nn.Module], run: Callable[[], object]) -> dict[str, tuple[torch.Tensor, ...]]:
-    """Copies of the positional arguments ``run`` first passes each of ``modules``."""
-    inputs: dict[str, tuple[torch.Tensor, ...]] = {}
-
-    def keep(name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], None]:
-        def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            inputs.setdefault(name, tuple(a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args))
-
-        return hook
-
-    hooks = [module.register_forward_pre_hook(keep(name)) for name, module in modules.items()]
-    try:
-        run()
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return inputs
 
 
 def module_table(renderer: TorchRenderer, compile_mode: str | None) -> None:

@@ -79,3 +79,17 @@ def fresh_x_display() -> Iterator[str]:
     """An X server of the test's own: nothing earlier tests did to keyboard focus or grabs."""
     with xvfb() as display:
         yield display
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, landmark_models_dir: Path) -> Path:
+    """A user with no settings file, no weights and the default profile (the landmark models shared)."""
+    for key in [k for k in os.environ if k.startswith("VCAM_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("VCAM_SETTINGS_FILE", str(tmp_path / "config" / "settings.toml"))
+    monkeypatch.setenv("VCAM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("VCAM_PROFILES_DIR", str(tmp_path / "profiles"))
+    monkeypatch.setenv("VCAM_AUDIO", "false")
+    monkeypatch.setenv("VCAM_LANDMARKS_DIR", str(landmark_models_dir))
+    shutil.copytree(Path(__file__).resolve().parents[1] / "profiles" / "default", tmp_path / "profiles" / "default")
+    return tmp_path

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 from checkpoints import write_liveportrait
 from clips import placed, write_clip
 
@@ -15,21 +13,6 @@ from vcam.cli import main
 from vcam.models import LIVEPORTRAIT, build_model, demo_config
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch, landmark_models_dir):
-    """A user with no settings file, no weights and the default profile (the landmark models shared)."""
-    for key in list(__import__("os").environ):
-        if key.startswith("VCAM_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("VCAM_SETTINGS_FILE", str(tmp_path / "config" / "settings.toml"))
-    monkeypatch.setenv("VCAM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("VCAM_PROFILES_DIR", str(tmp_path / "profiles"))
-    monkeypatch.setenv("VCAM_AUDIO", "false")
-    monkeypatch.setenv("VCAM_LANDMARKS_DIR", str(landmark_models_dir))
-    shutil.copytree(REPO / "profiles" / "default", tmp_path / "profiles" / "default")
-    return tmp_path
 
 
 def frame_count(path: Path) -> int:

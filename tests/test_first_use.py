@@ -27,22 +27,14 @@ from vcam.first_use import WeightsDownload, offer_weights
 from vcam.models import LIVEPORTRAIT, build_model, demo_config
 from vcam.settings import load_settings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+def hub(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
     """A user with no weights, a private HF cache, and the fake Hub serving LivePortrait's five files."""
-    for key in list(__import__("os").environ):
-        if key.startswith("VCAM_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("VCAM_SETTINGS_FILE", str(tmp_path / "config" / "settings.toml"))
-    monkeypatch.setenv("VCAM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("VCAM_PROFILES_DIR", str(tmp_path / "profiles"))
-    monkeypatch.setenv("VCAM_AUDIO", "false")
+    tmp_path = home
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    shutil.copytree(REPO_ROOT / "profiles" / "default", tmp_path / "profiles" / "default")
     model = build_model(demo_config(LIVEPORTRAIT), seed=3)
     monkeypatch.setitem(models.CONFIGS, "liveportrait", model.cfg)
     checkpoints = {path.name: path for path in write_liveportrait(model, tmp_path / "release")}

@@ -265,24 +265,29 @@ def median_ms(run: Callable[[], object], cuda: bool, repeats: int = 10) -> float
     return statistics.median(times)
 
 
-def layer_inputs(layers: dict[str, nn.Module], run: Callable[[], object]) -> dict[str, torch.Tensor]:
-    """The first input ``run`` feeds each of ``layers`` (by name), copied in the layer's weight
-    dtype: under autocast that is the dtype the layer really runs in."""
-    inputs: dict[str, torch.Tensor] = {}
+def module_inputs(modules: dict[str, nn.Module], run: Callable[[], object]) -> dict[str, tuple[object, ...]]:
+    """Copies of the positional arguments ``run`` first passes each of ``modules`` (by name)."""
+    inputs: dict[str, tuple[object, ...]] = {}
 
-    def keep_input(name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], None]:
-        def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            inputs.setdefault(name, args[0].detach().to(module.weight.dtype, copy=True))
+    def keep(name: str) -> Callable[[nn.Module, tuple[object, ...]], None]:
+        def hook(module: nn.Module, args: tuple[object, ...]) -> None:
+            inputs.setdefault(name, tuple(a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args))
 
         return hook
 
-    hooks = [layer.register_forward_pre_hook(keep_input(name)) for name, layer in layers.items()]
+    hooks = [module.register_forward_pre_hook(keep(name)) for name, module in modules.items()]
     try:
         run()
     finally:
         for hook in hooks:
             hook.remove()
     return inputs
+
+
+def layer_inputs(layers: dict[str, nn.Module], run: Callable[[], object]) -> dict[str, torch.Tensor]:
+    """The first input ``run`` feeds each of ``layers`` (by name), in the layer's weight dtype:
+    under autocast that is the dtype the layer really runs in."""
+    return {name: args[0].to(layers[name].weight.dtype) for name, args in module_inputs(layers, run).items()}  # type: ignore[union-attr]
 
 
 def foldable_convs(network: nn.Module) -> dict[str, FastConv]:
