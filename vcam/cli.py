@@ -75,7 +75,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         status = pipeline.status()
     if sys.stderr.isatty():
         print(file=sys.stderr)
-    _say(f"vcam: {status.frames_out} frames out of {status.frames_in} in, {status.fps:.1f} fps, latency {status.latency_ms:.0f} ms")
+    latency = "" if lossless else f", latency {status.latency_ms:.0f} ms"  # a lossless run keeps no live pace
+    _say(f"vcam: {status.frames_out} frames out of {status.frames_in} in, {status.fps:.1f} fps{latency}")
     if status.state.value == "error":
         raise VcamError(status.message)
     return 0
