@@ -110,6 +110,28 @@ class RejectLog:
             self._last[kind] = (since, count + 1)
 
 
+def serve_datagrams(
+    sock: socket.socket, stop: threading.Event, handle: Callable[[bytes, tuple], None], rejects: RejectLog
+) -> None:
+    """Hand each datagram that arrives on ``sock`` to ``handle`` until ``stop``; one it refuses
+    (PacketError/DecodeError) or fails on is logged through ``rejects`` and never ends the loop."""
+    while not stop.is_set():
+        try:
+            datagram, peer = sock.recvfrom(MAX_DATAGRAM + 1)
+        except (TimeoutError, socket.timeout):
+            continue
+        except OSError:  # e.g. ICMP port unreachable while the peer is not up yet
+            stop.wait(0.05)
+            continue
+        try:
+            handle(datagram, peer)
+        except (PacketError, DecodeError) as exc:
+            rejects(str(exc), peer)
+        except Exception:  # never let one datagram stop the link
+            log.exception("failed to handle a packet from %s", peer)
+            rejects.total += 1
+
+
 class LinkState(str, Enum):
     WAITING = "waiting"  # sender: no answer from the receiver yet; receiver: nobody paired has called
     CONNECTED = "connected"
@@ -235,18 +257,7 @@ class SenderLink:
             return self._send(kind, body, self._key, at=captured_at)
 
     def _listen(self) -> None:
-        while not self._stop.is_set():
-            try:
-                datagram, peer = self._sock.recvfrom(MAX_DATAGRAM + 1)
-            except (TimeoutError, socket.timeout):
-                continue
-            except OSError:  # e.g. ICMP port unreachable while the receiver is not up yet
-                self._stop.wait(0.05)
-                continue
-            try:
-                self._handle(datagram)
-            except (PacketError, DecodeError) as exc:
-                self._rejects(str(exc), peer)
+        serve_datagrams(self._sock, self._stop, lambda datagram, peer: self._handle(datagram), self._rejects)
 
     def _handle(self, datagram: bytes) -> None:
         kind = peek_kind(datagram)
@@ -348,21 +359,7 @@ class ReceiverLink:
         self._sock.close()
 
     def _listen(self) -> None:
-        while not self._stop.is_set():
-            try:
-                datagram, peer = self._sock.recvfrom(MAX_DATAGRAM + 1)
-            except (TimeoutError, socket.timeout):
-                continue
-            except OSError:
-                self._stop.wait(0.05)
-                continue
-            try:
-                self.handle(datagram, peer)
-            except (PacketError, DecodeError) as exc:
-                self._rejects(str(exc), peer)
-            except Exception:  # never let one datagram stop the receiver
-                log.exception("failed to handle a packet from %s", peer)
-                self._rejects.total += 1
+        serve_datagrams(self._sock, self._stop, self.handle, self._rejects)
 
     def handle(self, datagram: bytes, peer: tuple) -> None:
         """One datagram; raises PacketError/DecodeError saying why it is refused."""
