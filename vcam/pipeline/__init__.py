@@ -8,9 +8,12 @@
 - :mod:`.avatars` — the model and avatar a frame is rendered from; :mod:`.status` — what is reported.
 """
 
-from .avatars import keyframe_ratios
-from .controller import Controller, Pipeline
-from .stages import motion_settings
+from .avatars import Avatar, AvatarLoader, Model, keyframe_ratios
+from .controller import Controller, Pipeline, face_tracker
+from .stages import FrameWork, Motion, Track, motion_settings
 from .status import PipelineState, PipelineStatus
 
-__all__ = ["Controller", "Pipeline", "PipelineState", "PipelineStatus", "keyframe_ratios", "motion_settings"]
+__all__ = [
+    "Avatar", "AvatarLoader", "Controller", "FrameWork", "Model", "Motion", "Pipeline", "PipelineState", "PipelineStatus",
+    "Track", "face_tracker", "keyframe_ratios", "motion_settings",
+]

@@ -19,15 +19,13 @@ import numpy as np
 from vcam.app import DEMO_BANNER, LoadedModel, open_model, open_renderer, profile_store
 from vcam.audio import Microphone
 from vcam.capture import open_source
-from vcam.compose import Compositor, draw_banner
-from vcam.models import SourceState
-from vcam.landmark_models import ensure_models
-from vcam.motion import KeyframeRatios, MotionStage
-from vcam.pipeline import keyframe_ratios, motion_settings
+from vcam.compose import draw_banner
+from vcam.motion import MotionStage
+from vcam.pipeline import Avatar, AvatarLoader, FrameWork, Model, Motion, Track, face_tracker, motion_settings
 from vcam.profiles import Profile
+from vcam.render.base import Renderer
 from vcam.settings import Settings
 from vcam.sinks import open_sink
-from vcam.tracking import FaceLandmarker, FaceTracker
 
 from .motion_vector import motion_to_vector, vector_to_motion
 from .packet import short_id
@@ -69,14 +67,11 @@ def run_send(settings: Settings, address: tuple[str, int], pairing: bytes, level
     loaded = open_model(settings)
     renderer, _ = open_renderer(settings, loaded)
     cfg = loaded.model.cfg
-    store = profile_store(settings)
-    profile = store.load(settings.profile)
-    source_state = store.source_state(profile, renderer.prepare_source, loaded.weights_id, cfg.input_size)
-    stage = MotionStage(
-        cfg.convention, source_state, motion_settings(settings), cfg.retargeting is not None,
-        keyframe_ratios(profile, settings.landmarks_dir),
-    )
-    tracker = FaceTracker(FaceLandmarker(ensure_models(settings.landmarks_dir)), scale=settings.crop_expand, shift_y=settings.crop_shift_y)
+    model = Model(cfg, renderer, loaded.weights_id)
+    avatar = AvatarLoader(profile_store(settings), settings).load(settings.profile, model)
+    profile = avatar.profile
+    motion_state = MotionStage(cfg.convention, avatar.source, motion_settings(settings), cfg.retargeting is not None, avatar.ratios)
+    tracker = face_tracker(settings)
     identity = StreamIdentity(profile_id(profile), model_id(loaded), cfg.num_kp)
     camera = open_source(settings.camera, settings.camera_width, settings.camera_height, settings.camera_fps,
                          loop=settings.loop_clip and control.frames is None, realtime=True)
@@ -87,6 +82,7 @@ def run_send(settings: Settings, address: tuple[str, int], pairing: bytes, level
         if not link.connect(stop=control.stop):
             return link.status()
         stack.enter_context(camera)
+        steps = (Track(tracker), Motion(motion_state, microphone))  # the pipeline's own first two stages
         sent, last_report = 0, 0.0
         while not control.stop.is_set() and (control.frames is None or sent < control.frames):
             frame = camera.read()
@@ -95,18 +91,15 @@ def run_send(settings: Settings, address: tuple[str, int], pairing: bytes, level
                     break
                 control.stop.wait(0.005)
                 continue
-            track = tracker.update(frame.image, frame.timestamp)
-            estimate = None
-            if not (track.lost or track.box is None):
-                crop = cv2.cvtColor(track.box.crop(frame.image, cfg.input_size), cv2.COLOR_BGR2RGB)
-                estimate = renderer.extract_motion(crop)
-            mouth = microphone.mouth_open() if microphone is not None else None
-            head = stage.update(estimate, frame.timestamp, mouth, track.face)
-            if link.send_motion(motion_to_vector(head), frame.timestamp):
+            work = FrameWork(frame.timestamp, model, avatar, frame)
+            for step in steps:
+                step.run(work)
+            assert work.head is not None
+            if link.send_motion(motion_to_vector(work.head), frame.timestamp):
                 sent += 1
             if time.monotonic() - last_report >= 1.0:
                 last_report = time.monotonic()
-                control.on_status(describe(link.status(), "" if estimate is not None else "  face lost"))
+                control.on_status(describe(link.status(), "  face lost" if work.face_lost else ""))
         renderer.close()
         return link.status()
 
@@ -114,24 +107,18 @@ def run_send(settings: Settings, address: tuple[str, int], pairing: bytes, level
 # -- receiving -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ReceivedAvatar:
-    name: str
-    source: SourceState
-    compositor: Compositor
-    ratios: KeyframeRatios
-
-
 class Receiver:
     """The receiving end: accepts the paired sender whose avatar and model match, and renders."""
 
-    def __init__(self, settings: Settings, loaded: LoadedModel, prepare_source: Callable, lossless: bool) -> None:
-        self.settings, self.loaded, self._prepare = settings, loaded, prepare_source
+    def __init__(self, settings: Settings, loaded: LoadedModel, renderer: Renderer, lossless: bool) -> None:
+        self.loaded = loaded
         self.lossless = lossless
         self.store = profile_store(settings)
+        self._model = Model(loaded.model.cfg, renderer, loaded.weights_id)
+        self._avatars = AvatarLoader(self.store, settings)
         self.playout = Playout()
         self.queue: deque[ReceivedFrame] = deque()  # lossless: every frame in order
-        self.avatar: ReceivedAvatar | None = None
+        self.avatar: Avatar | None = None
         self._lock = threading.Lock()
         self._session = 0
 
@@ -146,11 +133,8 @@ class Receiver:
             return (f"its avatar (id {identity.profile_id.hex()}) is not among your profiles in {self.store.root}; "
                     "copy the sender's profile folder there (avatars are never loaded from the network)")
         with self._lock:
-            if self.avatar is None or self.avatar.name != match.name:
-                s = self.settings
-                source = self.store.source_state(match, self._prepare, self.loaded.weights_id, cfg.input_size)
-                compositor = Compositor(match.keyframe, match.box, (s.output_width, s.output_height), mirror=s.mirror)
-                self.avatar = ReceivedAvatar(match.name, source, compositor, keyframe_ratios(match, s.landmarks_dir))
+            if self.avatar is None or self.avatar.profile.name != match.name:
+                self.avatar = self._avatars.load(match.name, self._model)
                 log.info("sender's avatar: profile %r", match.name)
         return None
 
@@ -164,7 +148,7 @@ class Receiver:
                 self.playout.add(frame.timestamp_s, frame.arrival_s, frame.vector)
 
 
-    def next_motion(self, now: float) -> tuple[ReceivedAvatar | None, np.ndarray | None, PlayoutSample | None]:
+    def next_motion(self, now: float) -> tuple[Avatar | None, np.ndarray | None, PlayoutSample | None]:
         """The avatar and the motion to render now: the next frame in order (lossless) or the
         playout's motion for ``now``; no motion before the first frame."""
         with self._lock:
@@ -192,7 +176,7 @@ def run_receive(
     loaded = open_model(settings)
     renderer, _ = open_renderer(settings, loaded)
     lossless = control.frames is not None and settings.sink.startswith("file:")
-    receiver = Receiver(settings, loaded, renderer.prepare_source, lossless)
+    receiver = Receiver(settings, loaded, renderer, lossless)
     banner = DEMO_BANNER if loaded.demo else None
     sink = open_sink(settings.sink, settings.output_width, settings.output_height, settings.output_fps, settings.virtual_camera_backend)
     with sink, ReceiverLink(listen, pairing, receiver.on_frame, receiver.accept) as link:
