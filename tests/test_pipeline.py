@@ -334,3 +334,56 @@ def test_a_new_stage_is_one_object_timed_under_its_name(tmp_path, store, rendere
     assert list(runner.measures().stage_ms) == ["motion", "render", "compose", "grey", "send"]
     frames = read_frames(tmp_path / "out.y4m")
     assert len(frames) == 3 and all(np.ptp(frame.astype(int), axis=2).max() <= 2 for frame in frames)
+
+
+def test_tracking_the_next_frame_overlaps_rendering_this_one(tmp_path, store, renderer):
+    """The camera stage of frame 2 and the frame stages of frame 1 run at the same time: each waits
+    for the other, which only threads of their own can satisfy."""
+    rendering_first, tracking_second = threading.Event(), threading.Event()
+    threads: dict[str, set[str]] = {"track": set(), "render": set()}
+
+    class Track:
+        name = "track"
+
+        def run(self, work: FrameWork) -> None:
+            threads["track"].add(threading.current_thread().name)
+            if work.frame is not None and work.frame.index == 1:
+                tracking_second.set()
+                assert rendering_first.wait(30), "frame 1 was not rendering while frame 2 was tracked"
+
+    class SlowRender(Render):
+        def run(self, work: FrameWork) -> None:
+            threads["render"].add(threading.current_thread().name)
+            if work.frame is not None and work.frame.index == 0:
+                rendering_first.set()
+                assert tracking_second.wait(30), "frame 2 was not tracked while frame 1 rendered"
+            super().run(work)
+
+    errors: list[str] = []
+    model = Model(MODEL.cfg, renderer, "demo")
+    avatar = AvatarLoader(store, settings(store)).load("default", model)
+    motion = MotionStage(MODEL.cfg.convention, avatar.source, MotionSettings(), True, avatar.ratios)
+    clip = moving_clip(tmp_path / "in.mp4", 4)
+    with ClipSource(clip) as source, FileSink(tmp_path / "out.y4m", *OUT, 30.0) as sink:
+        runner = Runner(
+            Scene(model, avatar, motion), source, [Motion(motion, None), SlowRender(), Compose()],
+            [Send(sink, Preview(sink, False))], output_fps=30.0, camera_fps=30.0, lossless=True,
+            on_frame=lambda work: None, on_error=errors.append, camera_stages=[Track()],
+        )
+        runner.start()
+        assert runner.finished.wait(60)
+        runner.stop()
+        runner.join(5)
+    assert errors == [] and sink.frames_written == 4
+    assert threads == {"track": {"vcam-capture"}, "render": {"vcam-inference"}}
+    assert list(runner.measures().stage_ms) == ["track", "motion", "render", "compose", "send"]
+
+
+def test_a_live_run_reports_latency_percentiles(tmp_path, store, renderer):
+    clip = moving_clip(tmp_path / "in.mp4", 20)
+    with ClipSource(clip, loop=True, realtime=True) as source, FileSink(tmp_path / "out.y4m", *OUT, 30.0) as sink:
+        pipeline = Pipeline(settings(store), MODEL.cfg, renderer, store, "demo", source, sink)
+        pipeline.max_frames = 20
+        run(pipeline)
+        status = pipeline.status()
+    assert 0 < status.latency_p50_ms <= status.latency_p99_ms

@@ -75,7 +75,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         status = pipeline.status()
     if sys.stderr.isatty():
         print(file=sys.stderr)
-    latency = "" if lossless else f", latency {status.latency_ms:.0f} ms"  # a lossless run keeps no live pace
+    # a lossless run keeps no live pace
+    latency = "" if lossless else f", latency {status.latency_p50_ms:.0f} ms median, {status.latency_p99_ms:.0f} ms p99"
     _say(f"vcam: {status.frames_out} frames out of {status.frames_in} in, {status.fps:.1f} fps{latency}")
     if status.state.value == "error":
         raise VcamError(status.message)

@@ -120,13 +120,11 @@ class Pipeline:
         self._motion = motion_settings(settings)
         motion = MotionStage(config.convention, avatar.source, self._motion, config.retargeting is not None, avatar.ratios)
         self._preview = Preview(sink, settings.preview)
-        stages = [Motion(motion, microphone), Render(), Compose()]
-        if source is not None:
-            stages.insert(0, Track(tracker or face_tracker(settings)))
+        tracking = [Track(tracker or face_tracker(settings))] if source is not None else []
         self._runner = Runner(
-            Scene(self._model, avatar, motion), source, stages, [Send(sink, self._preview)],
-            output_fps=settings.output_fps, camera_fps=settings.camera_fps, lossless=lossless,
-            on_frame=self._frame_done, on_error=self._fail, clock=clock,
+            Scene(self._model, avatar, motion), source, [Motion(motion, microphone), Render(), Compose()],
+            [Send(sink, self._preview)], output_fps=settings.output_fps, camera_fps=settings.camera_fps,
+            lossless=lossless, on_frame=self._frame_done, on_error=self._fail, clock=clock, camera_stages=tracking,
         )
         self._state = PipelineState.STARTING
         self._message = ""
@@ -180,6 +178,8 @@ class Pipeline:
                 state=self._state,
                 fps=measures.fps,
                 latency_ms=measures.latency_ms,
+                latency_p50_ms=measures.latency_p50_ms,
+                latency_p99_ms=measures.latency_p99_ms,
                 backend=model.renderer.name,
                 camera=self.camera,
                 profile=self._profile,

@@ -1,7 +1,8 @@
 """The frame path on three threads joined by one-slot queues.
 
-*capture* reads the camera, *inference* runs the frame stages (track, motion, render, compose),
-*output* runs the output stages (send). In live mode a slot keeps only the newest item (a slow
+*capture* reads the camera and runs the camera stages (tracking) on each frame, *inference* runs
+the frame stages (motion, render, compose), *output* runs the output stages (send). Tracking a
+frame on the capture thread overlaps the rendering of the one before it. In live mode a slot keeps only the newest item (a slow
 renderer drops old camera frames instead of building a backlog, so latency stays bounded) and the
 output repeats the last frame to keep the virtual camera at a steady rate. In lossless mode
 (rendering a clip to a file) every slot waits instead, so every input frame comes out exactly once.
@@ -17,9 +18,12 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
-from ..capture import Frame, FrameSource
+import numpy as np
+
+from ..capture import FrameSource
 from ..motion import MotionStage
 from .avatars import Avatar, Model
 from .slots import Slot
@@ -66,9 +70,16 @@ class Ewma:
         self._seen = True
 
 
-class Runner:
-    """Runs ``stages`` on every frame and ``outputs`` on every output frame, timing each by name.
+LATENCY_WINDOW = 900
+"""Latencies kept for the percentiles: the last 30 s at 30 fps."""
 
+
+class Runner:
+    """Runs ``camera_stages`` on every camera frame (on the capture thread), ``stages`` on every
+    frame and ``outputs`` on every output frame, timing each by name.
+
+    The camera stages see the frame's model and avatar as they were when it was captured; the
+    inference thread binds the scene's current ones before its own stages run.
     ``on_frame`` hears of every finished frame (the controller derives running / face lost from it),
     ``on_error`` of a failure that ended the run.
     """
@@ -85,10 +96,11 @@ class Runner:
         on_frame: Callable[[FrameWork], None],
         on_error: Callable[[str], None],
         clock: Callable[[], float] = time.monotonic,
+        camera_stages: Sequence[Stage] = (),
     ) -> None:
         self.scene = scene
         self.source = source
-        self.stages, self.outputs = tuple(stages), tuple(outputs)
+        self.camera_stages, self.stages, self.outputs = tuple(camera_stages), tuple(stages), tuple(outputs)
         self.period = 1.0 / output_fps
         self.idle_s = 0.5 / max(camera_fps, 1.0)
         """How long the capture thread waits when the camera has no frame yet."""
@@ -98,12 +110,13 @@ class Runner:
         self.max_frames: int | None = None
         self.finished = threading.Event()
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
-        self._frames: Slot[Frame] = Slot(lossless)
+        self._frames: Slot[FrameWork] = Slot(lossless)
         self._outputs: Slot[FrameWork] = Slot(lossless)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._stage_s = {stage.name: Ewma() for stage in (*self.stages, *self.outputs)}
+        self._stage_s = {stage.name: Ewma() for stage in (*self.camera_stages, *self.stages, *self.outputs)}
         self._fps, self._latency = Ewma(0.05), Ewma(0.1)
+        self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._frames_in = self._frames_out = 0
         self._last_sent_at: float | None = None
 
@@ -135,9 +148,12 @@ class Runner:
         self._commands.put(command)
 
     def measures(self) -> Measures:
+        p50, p99 = np.percentile(self._latencies, [50, 99]) if self._latencies else (0.0, 0.0)
         return Measures(
             fps=self._fps.value,
             latency_ms=self._latency.value * 1000,
+            latency_p50_ms=float(p50) * 1000,
+            latency_p99_ms=float(p99) * 1000,
             stage_ms={name: ewma.value * 1000 for name, ewma in self._stage_s.items()},
             frames_in=self._frames_in,
             frames_out=self._frames_out,
@@ -168,7 +184,9 @@ class Runner:
                 self._stop.wait(self.idle_s)
                 continue
             self._frames_in += 1
-            if not self._frames.put(frame):
+            work = FrameWork(frame.timestamp, self.scene.model, self.scene.avatar, frame)
+            self._run(self.camera_stages, work)
+            if not self._frames.put(work):
                 break
         self._frames.close()
 
@@ -180,17 +198,18 @@ class Runner:
                 if self.source is None:  # the clock makes the frames
                     self._stop.wait(max(0.0, next_tick - self.clock()))
                     next_tick += self.period
-                    frame, t = None, self.clock()
+                    work = FrameWork(self.clock(), self.scene.model, self.scene.avatar)
                 else:
-                    frame = self._frames.get(timeout=0.1)
-                    if frame is None:
+                    captured = self._frames.get(timeout=0.1)
+                    if captured is None:
                         if self._frames.closed:
                             break
                         continue
-                    t = frame.timestamp
+                    work = captured
+                    self._apply_commands()  # those that came while the frame waited
                 if self.scene.paused:
                     continue
-                work = FrameWork(t, self.scene.model, self.scene.avatar, frame)
+                work.model, work.avatar = self.scene.model, self.scene.avatar
                 self._run(self.stages, work)
                 self.on_frame(work)
                 if not self._outputs.put(work):
@@ -240,6 +259,7 @@ class Runner:
         self._frames_out += 1
         if not self.lossless:  # a lossless run works through the clip at its own pace
             self._latency.add(now - work.t)
+            self._latencies.append(now - work.t)
         if self._last_sent_at is not None and now > self._last_sent_at:
             self._fps.add(1.0 / (now - self._last_sent_at))
         self._last_sent_at = now

@@ -21,6 +21,9 @@ class Measures:
 
     fps: float = 0.0
     latency_ms: float = 0.0
+    latency_p50_ms: float = 0.0
+    """Median of the recent capture-to-send latencies (live runs)."""
+    latency_p99_ms: float = 0.0
     stage_ms: dict[str, float] = field(default_factory=dict)
     frames_in: int = 0
     frames_out: int = 0
@@ -40,6 +43,8 @@ class PipelineStatus:
     frames_in: int = 0
     frames_out: int = 0
     dropped: int = 0
+    latency_p50_ms: float = 0.0
+    latency_p99_ms: float = 0.0
     weights_id: str = ""
     """The weights the frames are rendered with (the demo model's seed id until real ones are installed)."""
     banner: str | None = None
