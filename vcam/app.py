@@ -81,19 +81,27 @@ def running_pipeline(settings: Settings, lossless: bool = False, on_ready: Calla
     """A started pipeline; on exit, or when starting fails, everything opened so far is released:
     renderer, camera, virtual camera and microphone."""
     loaded = open_model(settings)
-    with contextlib.ExitStack() as stack:
-        renderer, reason = open_renderer(settings, loaded)
-        pipeline: Pipeline | None = None
-
-        def close_renderer() -> None:  # the last one: the model may have changed while running
-            (pipeline.renderer if pipeline is not None else renderer).close()
-
-        stack.callback(close_renderer)
+    renderer, reason = open_renderer(settings, loaded)
+    pipeline: Pipeline | None = None
+    try:
         if on_ready is not None:
             on_ready(reason)
+        with pipeline_over(settings, loaded, renderer, lossless) as pipeline:
+            yield pipeline
+    finally:  # the last renderer: the model may have changed while running
+        (pipeline.renderer if pipeline is not None else renderer).close()
+
+
+@contextlib.contextmanager
+def pipeline_over(
+    settings: Settings, loaded: LoadedModel, renderer: Renderer, lossless: bool = False, source: FrameSource | None = None,
+) -> Iterator[Pipeline]:
+    """A started pipeline rendering with ``renderer``, which stays open afterwards (its caller's);
+    camera (unless an opened ``source`` is given), sink and microphone are opened here and released
+    on exit."""
+    with contextlib.ExitStack() as stack:
         store = profile_store(settings)
-        source = None  # camera off
-        if not settings.camera_off:
+        if source is None and not settings.camera_off:
             source = _enter_source(stack, open_source(settings.camera, settings.camera_width, settings.camera_height, settings.camera_fps,
                                                       loop=settings.loop_clip and not lossless, realtime=not lossless))
         sink = stack.enter_context(open_sink(settings.sink, settings.output_width, settings.output_height, settings.output_fps, settings.virtual_camera_backend))

@@ -188,6 +188,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .render.bench import TerminalFrameProgress, run_bench
 
     settings = load_settings(model=args.model)
+    if args.end_to_end:
+        from .frame_bench import run_frame_bench
+
+        if args.backends:
+            raise VcamError("--end-to-end times the configured backend (settings' backend, or VCAM_BACKEND); leave out --backends")
+        run_frame_bench(settings, settings.model, args.source, args.frames, args.json)
+        return 0
+    if args.source is not None:
+        raise VcamError("--source is the clip of an --end-to-end run; add --end-to-end, or leave it out")
     run_bench(
         model_name=settings.model, backends=args.backends, frames=args.frames,
         weights_dir=settings.weights_dir / settings.model, engines_dir=settings.engines_dir, json_path=args.json,
@@ -256,9 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("doctor", help="check camera, virtual camera, GPU, weights and profiles").set_defaults(func=cmd_doctor)
 
-    bench = sub.add_parser("bench", help="measure render speed per backend")
+    bench = sub.add_parser("bench", help="measure render speed per backend, or the whole frame path (--end-to-end)")
     bench.add_argument("--backends", nargs="*", help="backends to measure (default: all available)")
-    bench.add_argument("--frames", type=int, help="timed frames per backend (default: 100 with a GPU, 12 on a CPU)")
+    bench.add_argument("--end-to-end", action="store_true",
+                       help="time the whole frame path as `vcam run` runs it (clip → tracking → render → output), with the configured backend")
+    bench.add_argument("--source", type=Path, help="the clip for --end-to-end (default: the profile's keyframe, as a still)")
+    bench.add_argument("--frames", type=int, help="timed frames per backend or row (default: 100 with a GPU, 12 on a CPU; --end-to-end 300 with a GPU)")
     bench.add_argument("--model", choices=list(CONFIGS))
     bench.add_argument("--json", type=Path, help="also write the results as JSON")
     bench.set_defaults(func=cmd_bench)
