@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -31,14 +34,14 @@ class RecordedRenderer:
 def test_a_failed_start_closes_the_renderer(tmp_path, monkeypatch):
     shutil.copytree(REPO / "profiles" / "default", tmp_path / "profiles" / "default")
     opened: list[RecordedRenderer] = []
-    open_renderer = app.open_renderer
+    open_renderer = app.open_renderer_quickly
 
     def recorded(settings, loaded):
-        renderer, reason = open_renderer(settings, loaded)
-        opened.append(RecordedRenderer(renderer))
-        return opened[-1], reason
+        started = open_renderer(settings, loaded)
+        opened.append(RecordedRenderer(started.renderer))
+        return dataclasses.replace(started, renderer=opened[-1])
 
-    monkeypatch.setattr(app, "open_renderer", recorded)
+    monkeypatch.setattr(app, "open_renderer_quickly", recorded)
     settings = Settings(
         camera=str(tmp_path / "no-such-clip.mp4"), sink=f"file:{tmp_path / 'out.mp4'}", backend="torch",
         profiles_dir=tmp_path / "profiles", weights_dir=tmp_path / "weights", audio=False,
@@ -47,3 +50,62 @@ def test_a_failed_start_closes_the_renderer(tmp_path, monkeypatch):
         with app.running_pipeline(settings):
             pass
     assert [r.closed for r in opened] == [1]
+
+
+def _wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_a_live_start_renders_with_the_quick_renderer_then_swaps_in_the_full_one(tmp_path, monkeypatch):
+    """What a compiling backend does at start-up (its quick stand-in first, the compiled renderer
+    built on a thread of its own), with CPU renderers standing for both."""
+    from vcam.render.select import StartedRenderer
+    from vcam.render.torch_backend import TorchRenderer
+
+    shutil.copytree(REPO / "profiles" / "default", tmp_path / "profiles" / "default")
+    may_finish = threading.Event()
+    quick: list[RecordedRenderer] = []
+    full: list[RecordedRenderer] = []
+
+    def build_full(model):
+        assert may_finish.wait(60)
+        full.append(RecordedRenderer(TorchRenderer(model, "cpu")))
+        return full[-1]
+
+    def started(settings, loaded):
+        quick.append(RecordedRenderer(TorchRenderer(loaded.model, "cpu")))
+        return StartedRenderer(quick[-1], "torch-cpu: the quick one", full_speed=lambda: build_full(loaded.model))
+
+    monkeypatch.setattr(app, "open_renderer_quickly", started)
+    settings = Settings(
+        camera=str(REPO / "profiles" / "default" / "keyframe.jpg"), sink=f"file:{tmp_path / 'out.y4m'}", output_width=320,
+        output_height=180, profiles_dir=tmp_path / "profiles", weights_dir=tmp_path / "weights", audio=False,
+    )
+    lines: list[str] = []
+    with app.running_pipeline(settings, on_ready=lines.append) as pipeline:
+        _wait_for(lambda: pipeline.status().frames_out >= 3)
+        assert pipeline.renderer is quick[0] and lines == ["torch-cpu: the quick one"]
+        may_finish.set()
+        _wait_for(lambda: bool(full) and pipeline.renderer is full[0])
+        swapped_at = pipeline.status().frames_out
+        _wait_for(lambda: pipeline.status().frames_out >= swapped_at + 3)
+        assert pipeline.status().banner is not None  # still the demo model, labelled as such
+    assert quick[0].closed == 1 and full[0].closed == 1
+    assert len(lines) == 2 and lines[1].startswith("torch-cpu at full speed (compiled in the background in")
+
+
+def test_a_full_speed_renderer_for_weights_no_longer_in_use_is_closed_not_used(tmp_path):
+    from vcam.render.torch_backend import TorchRenderer
+
+    shutil.copytree(REPO / "profiles" / "default", tmp_path / "profiles" / "default")
+    settings = Settings(
+        camera_off=True, sink=f"file:{tmp_path / 'out.y4m'}", output_width=320, output_height=180,
+        profiles_dir=tmp_path / "profiles", weights_dir=tmp_path / "weights", audio=False, backend="torch",
+    )
+    with app.running_pipeline(settings) as pipeline:
+        late = RecordedRenderer(TorchRenderer(app.open_model(settings).model, "cpu"))
+        assert not pipeline.use_renderer(late, "weights-installed-since")
+        assert late.closed == 1 and pipeline.renderer is not late

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import sys
+import threading
 import types
 from pathlib import Path
 
@@ -19,10 +21,12 @@ from vcam.models.blocks import SPADE
 from vcam.models.config import SpadeDecoderConfig
 from vcam.render import select_renderer
 from vcam.render.bench import run_bench
+from vcam.render.compile_cache import CompileCache, CompileKey, compile_folder
 from vcam.render.gridsample import grid_sample_3d_gather
-from vcam.render.base import image_to_uint8
+from vcam.render.base import Renderer, image_to_uint8
 from vcam.render.fast import FastConv, FusedSPADE, PointwiseConv, TapConv, autotune_convs, speed_up
 from vcam.render.graphs import DrivingKeypointsGraph, head_tensors, inference_copy, make_sample
+from vcam.render.select import start_renderer
 from vcam.render.torch_backend import TorchRenderer
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -368,3 +372,37 @@ def test_compiled_cuda_renderer_matches_uncompiled() -> None:
         head = model.head_motion(plain.extract_motion(driving_crop))
         a, b = plain.render(source, head), compiled.render(source, head)
     assert np.abs(a.astype(np.int16) - b.astype(np.int16)).mean() < FP16_TOLERANCE["mean"] and psnr(a, b) > FP16_TOLERANCE["psnr"]
+
+
+@pytest.mark.usefixtures("no_gpu")
+def test_a_backend_that_does_not_compile_starts_at_full_speed(model: TalkingHeadModel, tmp_path: Path) -> None:
+    started = start_renderer("auto", model, tmp_path, "w1")
+    with started.renderer:
+        assert started.renderer.name == "torch-cpu" and started.full_speed is None
+    assert "in the background" not in started.reason
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("triton") is None, reason="needs a CUDA device and Triton")
+def test_cuda_starts_uncompiled_while_the_compiled_renderer_is_built_beside_it(tmp_path: Path) -> None:
+    """The quick stand-in reuses the saved convolution forms and keeps rendering, on its own stream,
+    while the compiled renderer warms up and captures its graphs on another thread."""
+    model = build_model(demo_config(LIVEPORTRAIT), seed=0)
+    source_crop, driving_crop = crops(model)
+    started = start_renderer("torch", model, tmp_path, "w1")
+    assert started.full_speed is not None and started.reason.endswith("full speed once compiled in the background")
+    quick = started.renderer
+    source = quick.prepare_source(source_crop)
+    head = model.head_motion(quick.extract_motion(driving_crop))
+    built: list[Renderer] = []
+    builder = threading.Thread(target=lambda: built.append(started.full_speed()))
+    builder.start()
+    frames = []
+    while builder.is_alive():
+        frames.append(quick.render(source, head))
+    builder.join()
+    with quick, built[0] as full:
+        a, b = quick.render(source, head), full.render(source, head)
+    assert frames and all(np.array_equal(f, a) for f in frames)  # undisturbed by the capture beside it
+    assert np.abs(a.astype(np.int16) - b.astype(np.int16)).mean() < FP16_TOLERANCE["mean"] and psnr(a, b) > FP16_TOLERANCE["psnr"]
+    saved = CompileCache(compile_folder(tmp_path, model.cfg.name, "fp16"), CompileKey.here(torch.device("cuda", torch.cuda.current_device()), "w1", "fp16"))
+    assert saved.saved_conv_modes()  # the next start's stand-in skips the timing

@@ -6,6 +6,8 @@ import contextlib
 import importlib.resources
 import logging
 import shutil
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from .models import CONFIGS, TalkingHeadModel, build_model, demo_config
 from .pipeline import Pipeline
 from .profiles import ProfileStore
 from .render.base import Renderer
+from .render.select import StartedRenderer
 from .settings import Settings
 from .sinks import open_sink
 from .weights import MANIFEST, load_model, weights_id
@@ -60,6 +63,13 @@ def open_renderer(settings: Settings, loaded: LoadedModel) -> tuple[Renderer, st
     return select_renderer(settings.backend, loaded.model, settings.engines_dir, loaded.weights_id, settings.precision)
 
 
+def open_renderer_quickly(settings: Settings, loaded: LoadedModel) -> StartedRenderer:
+    """As :func:`open_renderer`, but a backend that compiles first gives a quick stand-in to start with."""
+    from .render.select import start_renderer
+
+    return start_renderer(settings.backend, loaded.model, settings.engines_dir, loaded.weights_id, settings.precision)
+
+
 def profile_store(settings: Settings) -> ProfileStore:
     """The profile folder; an installed vcam seeds it with the bundled default avatar on first use."""
     store = ProfileStore(settings.profiles_dir)
@@ -79,17 +89,42 @@ def profile_store(settings: Settings) -> ProfileStore:
 @contextlib.contextmanager
 def running_pipeline(settings: Settings, lossless: bool = False, on_ready: Callable[[str], None] | None = None) -> Iterator[Pipeline]:
     """A started pipeline; on exit, or when starting fails, everything opened so far is released:
-    renderer, camera, virtual camera and microphone."""
+    renderer, camera, virtual camera and microphone.
+
+    A live run starts with a backend's quick stand-in where it has one (uncompiled CUDA graphs: the
+    first frame in seconds) and swaps in the full-speed renderer once it is compiled in the
+    background; ``on_ready`` hears of both. A lossless run (a clip to a file) renders at full speed
+    from its first frame."""
+    say = on_ready or (lambda line: None)
     loaded = open_model(settings)
-    renderer, reason = open_renderer(settings, loaded)
+    started = StartedRenderer(*open_renderer(settings, loaded)) if lossless else open_renderer_quickly(settings, loaded)
     pipeline: Pipeline | None = None
     try:
-        if on_ready is not None:
-            on_ready(reason)
-        with pipeline_over(settings, loaded, renderer, lossless) as pipeline:
+        say(started.reason)
+        with pipeline_over(settings, loaded, started.renderer, lossless) as pipeline:
+            if started.full_speed is not None:
+                _full_speed_in_background(pipeline, started.full_speed, loaded.weights_id, say)
             yield pipeline
     finally:  # the last renderer: the model may have changed while running
-        (pipeline.renderer if pipeline is not None else renderer).close()
+        (pipeline.renderer if pipeline is not None else started.renderer).close()
+
+
+def _full_speed_in_background(pipeline: Pipeline, build: Callable[[], Renderer], weights_id: str, say: Callable[[str], None]) -> None:
+    """Build the full-speed renderer on a thread of its own while the quick one renders, then swap it in."""
+
+    def run() -> None:
+        began = time.monotonic()
+        try:
+            renderer = build()
+        except Exception as exc:  # the quick renderer goes on: slower, but it works
+            log.warning("the full-speed renderer could not be built (%s); going on with the quick one", exc)
+            return
+        if pipeline.finished.is_set():
+            renderer.close()
+        elif pipeline.use_renderer(renderer, weights_id):
+            say(f"{renderer.name} at full speed (compiled in the background in {time.monotonic() - began:.0f} s)")
+
+    threading.Thread(target=run, name="vcam-compile", daemon=True).start()
 
 
 @contextlib.contextmanager

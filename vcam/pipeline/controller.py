@@ -275,6 +275,19 @@ class Pipeline:
             self._command(lambda scene: scene.use_model(model, avatar))
         self._notify()
 
+    def use_renderer(self, renderer: Renderer, weights_id: str) -> bool:
+        """Render the same model with ``renderer`` (the full-speed one built while a quick one ran) from
+        the next frame on, and close the old one. Refused (False, and ``renderer`` closed) when the
+        model has changed since ``weights_id``'s renderer was asked for."""
+        with self._lock:
+            if self._model.weights_id != weights_id:
+                renderer.close()
+                return False
+            model = self._model = replace(self._model, renderer=renderer)
+            self._command(lambda scene: scene.use_model(model, scene.avatar))
+        self._notify()
+        return True
+
     @property
     def weights_download(self) -> WeightsDownload | None:
         """The offer to download the real model's weights (None when they were installed at start)."""

@@ -7,12 +7,16 @@ precision before these probes run.
 from __future__ import annotations
 
 import importlib.util
+from typing import TYPE_CHECKING
 
 import torch
 
 from .base import Renderer
 from .manifest import EngineManifest, onnx_folder
 from .registry import Availability, Target
+
+if TYPE_CHECKING:
+    from .compile_cache import CompileCache
 
 
 def tensorrt(target: Target) -> Availability:
@@ -40,21 +44,29 @@ def torch_cuda(target: Target) -> Availability:
         compile_mode = "default" if importlib.util.find_spec("triton") is not None else None
     fast = "plain" not in target.options
 
-    def make() -> Renderer:
+    # The app's compiled path keeps its kernels and convolution choices in the engines folder for
+    # the next start, and can start uncompiled meanwhile; bench rows (options) compile afresh.
+    cached = compile_mode is not None and not target.options
+
+    def cache() -> CompileCache:
         from .compile_cache import CompileCache, CompileKey, compile_folder
+
+        key = CompileKey.here(torch.device("cuda", torch.cuda.current_device()), target.weights_id, target.precision)
+        return CompileCache(compile_folder(target.engines_dir, target.model.cfg.name, target.precision), key)
+
+    def make() -> Renderer:
         from .torch_backend import TorchRenderer
 
-        # The app's compiled path keeps its kernels and convolution choices in the engines folder
-        # for the next start; bench rows (options) compile afresh.
-        cache = None
-        if compile_mode is not None and not target.options:
-            key = CompileKey.here(torch.device("cuda", torch.cuda.current_device()), target.weights_id, target.precision)
-            cache = CompileCache(compile_folder(target.engines_dir, target.model.cfg.name, target.precision), key)
-        return TorchRenderer(target.model, "cuda", target.precision, compile_mode=compile_mode, fast=fast, cache=cache)
+        return TorchRenderer(target.model, "cuda", target.precision, compile_mode=compile_mode, fast=fast, cache=cache() if cached else None)
+
+    def quick() -> Renderer:
+        from .torch_backend import TorchRenderer
+
+        return TorchRenderer(target.model, "cuda", target.precision, fast=fast, saved_conv_modes=cache().saved_conv_modes())
 
     compiled = ", torch.compile" if compile_mode else ", no Triton so no torch.compile" if not target.options else ""
     plain = "" if fast else ", without vcam.render.fast"
-    return Availability(f"{torch.cuda.get_device_name()}, {target.precision}, CUDA graphs{compiled}{plain}", make)
+    return Availability(f"{torch.cuda.get_device_name()}, {target.precision}, CUDA graphs{compiled}{plain}", make, quick=quick if cached else None)
 
 
 def onnxruntime(target: Target) -> Availability:

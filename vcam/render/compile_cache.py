@@ -80,6 +80,17 @@ class CompileCache:
         self.hit = False
         self.status = ""
 
+    def saved_conv_modes(self) -> dict[str, str] | None:
+        """The convolution forms saved under this key (None when there are none), without loading the
+        compiled kernels: what an uncompiled renderer needs to start without timing every layer."""
+        try:
+            saved = json.loads((self.folder / KEY_FILE).read_text())
+            if CompileKey(**saved["key"]) != self.key:
+                return None
+            return {str(k): str(v) for k, v in saved["conv_modes"].items()}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return None
+
     def load(self) -> None:
         """Read the folder. On a matching key, hand torch.compile its saved artifacts (call this
         before compiling) and keep the convolution forms in :attr:`conv_modes`; say what happened

@@ -45,6 +45,9 @@ class Availability:
     reason: str
     make: Callable[[], Renderer] | None = None
     fix: str = ""
+    quick: Callable[[], Renderer] | None = None
+    """A renderer that starts in seconds and runs slower, for the first frames while ``make``
+    builds the full-speed one (None when ``make`` is already quick)."""
 
 
 @dataclass(frozen=True)

@@ -60,14 +60,15 @@ def _channels_last(module: nn.Module) -> None:
 
 
 def _capture(step: Callable[[], None], stream: torch.cuda.Stream) -> Callable[[], None]:
-    """``step`` warmed up (cuDNN autotuning, compilation) and captured into a CUDA graph."""
+    """``step`` warmed up (cuDNN autotuning, compilation) and captured into a CUDA graph. The capture
+    forbids unsafe CUDA calls in this thread only: another renderer may go on rendering meanwhile."""
     with torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False):
         with torch.cuda.stream(stream):
             for _ in range(3):
                 step()
         stream.synchronize()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=stream):
+        with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
             step()
     return graph.replay
 
@@ -78,7 +79,9 @@ class TorchRenderer(Renderer):
     tuned on the device) and ``compile_mode`` (a torch.compile mode, or None) choose how the
     per-frame path runs. ``cache`` (used when compiling with CUDA graphs) keeps the convolution
     forms and the compiled kernels between starts; its ``status`` says whether they were loaded or
-    rebuilt. ``startup_s`` holds the seconds each start-up step took."""
+    rebuilt. ``saved_conv_modes`` are convolution forms chosen before (:meth:`CompileCache.saved_conv_modes`),
+    which spare an uncompiled renderer the timing of every layer. ``startup_s`` holds the seconds each
+    start-up step took."""
 
     def __init__(
         self,
@@ -91,6 +94,7 @@ class TorchRenderer(Renderer):
         compile_mode: str | None = None,
         fast: bool = True,
         cache: CompileCache | None = None,
+        saved_conv_modes: dict[str, str] | None = None,
     ) -> None:
         began = time.perf_counter()
         self.startup_s: dict[str, float] = {}
@@ -157,7 +161,8 @@ class TorchRenderer(Renderer):
         if cache is not None:
             cache.load()
         self.conv_timings: dict[str, dict[str, float]] = {}
-        if fast and not (cache is not None and cache.conv_modes is not None and set_conv_modes(nets, cache.conv_modes)):
+        known_modes = cache.conv_modes if cache is not None else saved_conv_modes
+        if fast and not (known_modes is not None and set_conv_modes(nets, known_modes)):
             self._source_buffers["f_s"].normal_()
             with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False):
                 self.conv_timings = autotune_convs(nets, self._render_pass)
