@@ -120,7 +120,7 @@ class Pipeline:
         self._motion = motion_settings(settings)
         motion = MotionStage(config.convention, avatar.source, self._motion, config.retargeting is not None, avatar.ratios)
         self._preview = Preview(sink, settings.preview)
-        stages = [Motion(motion, microphone), Render(), Compose()]
+        stages = [Motion(motion, microphone), Render(), Compose(sink.pixel_format)]
         if source is not None:
             stages.insert(0, Track(tracker or face_tracker(settings)))
         self._runner = Runner(
