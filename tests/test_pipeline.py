@@ -23,6 +23,7 @@ from vcam.pipeline.stages import Compose, FrameWork, Motion, Preview, Render, Se
 from vcam.profiles import ProfileStore
 from vcam.render.torch_backend import TorchRenderer
 from vcam.settings import Settings
+from vcam.pixel_formats import PixelFormat
 from vcam.sinks import FileSink, NullSink
 
 REPO = Path(__file__).resolve().parents[1]
@@ -253,6 +254,39 @@ def test_the_frame_is_composed_in_the_sinks_format_and_the_preview_gets_bgr(tmp_
     assert avatar.device_compositor is None  # a CPU renderer composes with OpenCV
     keyframe = avatar.compositor.keyframe_output()
     assert np.abs(shown[:150, :10].astype(int) - keyframe[:150, :10]).mean() < 3  # the side bar, above the banner
+
+
+class Recording:
+    """A sink that keeps every BGR frame it is sent (what the .y4m file was written from before it took I420)."""
+
+    pixel_format = PixelFormat.BGR
+    description = "recording"
+
+    def __init__(self) -> None:
+        self.frames: list[np.ndarray] = []
+
+    def __enter__(self) -> "Recording":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def send(self, frame: np.ndarray) -> None:
+        self.frames.append(frame.copy())
+
+
+def test_y4m_file_holds_the_composed_frames_as_before(tmp_path, store, renderer):
+    """The .y4m sink takes I420 composed frames: its file is byte for byte the BGR frames converted by
+    OpenCV, as the file sink wrote them from BGR frames before."""
+    clip = moving_clip(tmp_path / "in.mp4", 5)
+    recording = Recording()
+    for sink in (FileSink(tmp_path / "out.y4m", *OUT, 30.0), recording):
+        with ClipSource(clip) as source, sink:
+            run(Pipeline(settings(store), MODEL.cfg, renderer, store, "demo", source, sink, banner="DEMO", lossless=True))
+    header = f"YUV4MPEG2 W{OUT[0]} H{OUT[1]} F30:1 Ip A1:1 C420jpeg\n".encode()
+    frames = b"".join(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes() for frame in recording.frames)
+    assert len(recording.frames) == 5
+    assert (tmp_path / "out.y4m").read_bytes() == header + frames
 
 
 def test_camera_off_mode_is_driven_by_time_alone(tmp_path, store, renderer):
