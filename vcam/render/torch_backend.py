@@ -3,9 +3,10 @@
 On CUDA the per-frame work is two fixed sequences of kernels over fixed buffers: motion (crop →
 motion estimate) and render (head → driving keypoints → warp → decode → uint8 image). Each is
 captured once into a CUDA graph and replayed, so a frame costs one upload and one replay; the
-image stays on the GPU for the compositor (:meth:`TorchRenderer.render_device`). The heavy networks (motion extractor, warping network, generator) hold weights in the
-reduced dtype and run under autocast, which keeps the geometry (sparse motions, heatmaps,
-softmax, sampling grids) in float32; the keypoint math and retargeting MLPs stay float32.
+image stays on the GPU for the compositor (:meth:`TorchRenderer.render_device`). The heavy
+networks (motion extractor, warping network, generator) hold weights in the reduced dtype and run
+under autocast, which keeps the geometry (sparse motions, heatmaps, softmax, sampling grids) in
+float32; the keypoint math and retargeting MLPs stay float32.
 """
 
 from __future__ import annotations
