@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from .compose import PasteLayout, draw_banner
 from .pixel_formats import PixelFormat, convert
+from .render.base import to_host
 
 SUBPIXEL_STEPS = 32
 """cv2.warpAffine's bilinear sampling positions are fixed point, in 1/32 of a pixel; the grid here
@@ -44,15 +45,7 @@ class DeviceCompositor:
     def compose(self, rendered: torch.Tensor, fmt: PixelFormat) -> np.ndarray:
         """The output frame in ``fmt`` on the host (an array of the caller's own), with ``rendered``
         ((S, S, 3) uint8 RGB on any device, ready on the current stream) pasted at the box."""
-        buffer = convert(self.frame(rendered), fmt, "rgb")
-        if self.device.type != "cuda":
-            return buffer.numpy()
-        host = torch.empty(buffer.shape, dtype=torch.uint8, pin_memory=True)
-        host.copy_(buffer, non_blocking=True)
-        copied = torch.cuda.Event()
-        copied.record(torch.cuda.current_stream(self.device))
-        copied.synchronize()
-        return host.numpy()
+        return to_host(convert(self.frame(rendered), fmt, "rgb"))
 
     def frame(self, rendered: torch.Tensor) -> torch.Tensor:
         """The output frame, (H, W, 3) uint8 RGB on the device."""

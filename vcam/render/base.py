@@ -47,7 +47,7 @@ class Renderer(Protocol):
 
     def render(self, source: SourceState, head: HeadMotion) -> np.ndarray:
         """:meth:`render_device`'s image downloaded to an array of the caller's own."""
-        return self.render_device(source, head).to("cpu", copy=True).numpy()
+        return to_host(self.render_device(source, head))
 
     def close(self) -> None:
         """Release the device resources; the renderer is unusable afterwards."""
@@ -58,6 +58,19 @@ class Renderer(Protocol):
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
         self.close()
+
+
+def to_host(image: torch.Tensor) -> np.ndarray:
+    """A copy of ``image`` (ready on the current stream) as an array of the caller's own; from a GPU
+    one asynchronous download into pinned memory, waiting for that copy alone."""
+    if image.device.type != "cuda":
+        return image.numpy().copy()
+    host = torch.empty(image.shape, dtype=image.dtype, pin_memory=True)
+    host.copy_(image, non_blocking=True)
+    copied = torch.cuda.Event()
+    copied.record(torch.cuda.current_stream(image.device))
+    copied.synchronize()
+    return host.numpy()
 
 
 @contextlib.contextmanager
