@@ -60,12 +60,13 @@ def from_bgr(image: np.ndarray, fmt: PixelFormat) -> np.ndarray:
         return image
     if fmt is PixelFormat.I420:
         return cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
-    luma = cv2.transform(image, _bgr_matrix(_Y))
+    luma = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)[:height]
+    # halving with INTER_LINEAR averages each pair (2x2 block) of pixels
     if fmt is PixelFormat.NV12:
-        small = cv2.resize(image, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
-        chroma = cv2.transform(small, _bgr_matrix(_U, _V))
+        blocks = cv2.resize(image, (width // 2, height // 2), interpolation=cv2.INTER_LINEAR)
+        chroma = cv2.transform(blocks, _bgr_matrix(_U, _V))
         return np.concatenate([luma, chroma.reshape(height // 2, width)])
-    pairs = cv2.resize(image, (width // 2, height), interpolation=cv2.INTER_AREA)
+    pairs = cv2.resize(image, (width // 2, height), interpolation=cv2.INTER_LINEAR)
     chroma = cv2.transform(pairs, _bgr_matrix(_U, _V))
     packed = np.stack([chroma[..., 0], luma[:, 0::2], chroma[..., 1], luma[:, 1::2]], axis=-1)
     return packed.reshape(height, width, 2)
