@@ -5,8 +5,9 @@
 into the box's region through a sampling grid computed once per render size, blended into the
 keyframe (uploaded once) with the feather mask, the demo banner laid over, the colour conversion
 into the sink's pixel format, and one download into pinned host memory. The banner is
-:func:`vcam.compose.draw_banner`'s own, drawn once on the CPU for every level a pixel can have. On a GPU that takes the
-per-frame image work off the CPU; on the CPU, OpenCV's compositor is the faster one.
+:func:`vcam.compose.draw_banner`'s own, drawn once on the CPU for every level a pixel can have.
+On a GPU that takes the per-frame image work off the CPU; on the CPU, OpenCV's compositor is the
+faster one.
 """
 
 from __future__ import annotations
@@ -70,12 +71,11 @@ class DeviceCompositor:
             x0, y0, x1, y1 = self.layout.roi
             inverse = cv2.invertAffineTransform(self.layout.paste_matrix(size))
             ys, xs = np.mgrid[0 : y1 - y0, 0 : x1 - x0].astype(np.float64)
-            # as cv2.warpAffine: x and (y, offset) terms rounded to 1/1024 each, the sum to 1/32
-            points = [
-                np.floor((np.round(row[0] * xs * _AB_SCALE) + np.round((row[1] * ys + row[2]) * _AB_SCALE) + _AB_SCALE / SUBPIXEL_STEPS / 2)
-                         / (_AB_SCALE / SUBPIXEL_STEPS)) / SUBPIXEL_STEPS
-                for row in inverse
-            ]
+            step = _AB_SCALE // SUBPIXEL_STEPS
+            points = []
+            for row in inverse:  # as cv2.warpAffine: the x and the (y, offset) terms rounded to 1/1024, the sum to 1/32
+                fixed = np.round(row[0] * xs * _AB_SCALE) + np.round((row[1] * ys + row[2]) * _AB_SCALE)
+                points.append(np.floor((fixed + step // 2) / step) / SUBPIXEL_STEPS)
             # pixel index i of the render is grid coordinate (2i + 1) / size - 1 (align_corners=False)
             grid = np.stack([(2.0 * p + 1.0) / size - 1.0 for p in points], axis=-1)
             self._grids[size] = torch.from_numpy(grid).float().unsqueeze(0).to(self.device)
