@@ -34,6 +34,14 @@ def test_run_clip_to_file(home, capsys, caplog):
     assert "6 frames out" in err
 
 
+def test_run_clip_into_the_null_sink(home, capsys):
+    clip = write_clip(home / "talk.mp4", [placed(dx=3 * i) for i in range(8)])
+    code = main(["run", "--source", str(clip), "--sink", "null", "--frames", "5", "--width", "320", "--height", "180"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "vcam: 5 frames out of" in err
+
+
 def test_bad_settings_and_missing_profile_are_one_line(home, capsys):
     (home / "config").mkdir()
     (home / "config" / "settings.toml").write_text("output_fps = 0\n")

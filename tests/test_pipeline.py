@@ -23,7 +23,8 @@ from vcam.pipeline.stages import Compose, FrameWork, Motion, Preview, Render, Se
 from vcam.profiles import ProfileStore
 from vcam.render.torch_backend import TorchRenderer
 from vcam.settings import Settings
-from vcam.sinks import FileSink
+from vcam.pixel_formats import PixelFormat
+from vcam.sinks import FileSink, NullSink
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = build_model(demo_config(LIVEPORTRAIT), seed=0)
@@ -93,7 +94,7 @@ class SlowRenderer:
     """The real renderer, slowed down as a weak GPU would be."""
 
     def __init__(self, inner, delay: float) -> None:
-        self.inner, self.delay, self.name = inner, delay, "slow"
+        self.inner, self.delay, self.name, self.device = inner, delay, "slow", inner.device
 
     def prepare_source(self, crop):
         return self.inner.prepare_source(crop)
@@ -101,9 +102,9 @@ class SlowRenderer:
     def extract_motion(self, crop):
         return self.inner.extract_motion(crop)
 
-    def render(self, source, head):
+    def render_device(self, source, head):
         time.sleep(self.delay)
-        return self.inner.render(source, head)
+        return self.inner.render_device(source, head)
 
 
 def test_no_backlog_when_rendering_is_slower_than_capture(tmp_path, store, renderer):
@@ -235,6 +236,59 @@ def test_corrupt_starting_profile_is_one_line(tmp_path, store, renderer):
     assert "\n" not in str(err.value) and "damaged" in str(err.value)
 
 
+def test_the_frame_is_composed_in_the_sinks_format_and_the_preview_gets_bgr(tmp_path, store, renderer):
+    """Into a null sink (I420, as the Linux virtual camera) with the preview on: the sink gets I420
+    frames, the preview the same frames in BGR, as the OpenCV compositor draws them."""
+    sent: list[np.ndarray] = []
+    sink = NullSink(*OUT)
+    sink.send = sent.append  # the frames as the sink receives them
+    pipeline = Pipeline(settings(store, camera_off=True, preview=True), MODEL.cfg, renderer, store, "demo", None, sink,
+                        banner="DEMO")
+    pipeline.max_frames = 3
+    run(pipeline)
+    shown = pipeline.preview_feed.take()
+    assert len(sent) >= 3 and all(frame.shape == (OUT[1] * 3 // 2, OUT[0]) for frame in sent)  # live: repeats too
+    assert shown.shape == (OUT[1], OUT[0], 3)
+    assert np.array_equal(shown, cv2.cvtColor(sent[-1], cv2.COLOR_YUV2BGR_I420))
+    avatar = AvatarLoader(store, settings(store)).load("default", Model(MODEL.cfg, renderer, "demo"))
+    assert avatar.device_compositor is None  # a CPU renderer composes with OpenCV
+    keyframe = avatar.compositor.keyframe_output()
+    assert np.abs(shown[:150, :10].astype(int) - keyframe[:150, :10]).mean() < 3  # the side bar, above the banner
+
+
+class Recording:
+    """A sink that keeps every BGR frame it is sent (what the .y4m file was written from before it took I420)."""
+
+    pixel_format = PixelFormat.BGR
+    description = "recording"
+
+    def __init__(self) -> None:
+        self.frames: list[np.ndarray] = []
+
+    def __enter__(self) -> "Recording":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def send(self, frame: np.ndarray) -> None:
+        self.frames.append(frame.copy())
+
+
+def test_y4m_file_holds_the_composed_frames_as_before(tmp_path, store, renderer):
+    """The .y4m sink takes I420 composed frames: its file is byte for byte the BGR frames converted by
+    OpenCV, as the file sink wrote them from BGR frames before."""
+    clip = moving_clip(tmp_path / "in.mp4", 5)
+    recording = Recording()
+    for sink in (FileSink(tmp_path / "out.y4m", *OUT, 30.0), recording):
+        with ClipSource(clip) as source, sink:
+            run(Pipeline(settings(store), MODEL.cfg, renderer, store, "demo", source, sink, banner="DEMO", lossless=True))
+    header = f"YUV4MPEG2 W{OUT[0]} H{OUT[1]} F30:1 Ip A1:1 C420jpeg\n".encode()
+    frames = b"".join(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes() for frame in recording.frames)
+    assert len(recording.frames) == 5
+    assert (tmp_path / "out.y4m").read_bytes() == header + frames
+
+
 def test_camera_off_mode_is_driven_by_time_alone(tmp_path, store, renderer):
     with FileSink(tmp_path / "out.mp4", *OUT, 30.0) as sink:
         pipeline = Pipeline(settings(store, camera_off=True), MODEL.cfg, renderer, store, "demo", None, sink)
@@ -309,11 +363,11 @@ def test_recalibrate_lands_between_frames_never_inside_one(tmp_path, store, rend
 
 
 def test_a_new_stage_is_one_object_timed_under_its_name(tmp_path, store, renderer):
-    class Greyscale:  # e.g. a compositing step of its own
+    class Greyscale:  # e.g. a compositing step of its own, on the I420 frame the .y4m file takes
         name = "grey"
 
         def run(self, work: FrameWork) -> None:
-            work.image = cv2.cvtColor(cv2.cvtColor(work.image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+            work.image[OUT[1] :] = 128  # neutral chroma
 
     errors: list[str] = []
     model = Model(MODEL.cfg, renderer, "demo")
@@ -321,7 +375,7 @@ def test_a_new_stage_is_one_object_timed_under_its_name(tmp_path, store, rendere
     motion = MotionStage(MODEL.cfg.convention, avatar.source, MotionSettings(), True, avatar.ratios)
     with FileSink(tmp_path / "out.y4m", *OUT, 30.0) as sink:
         runner = Runner(
-            Scene(model, avatar, motion), None, [Motion(motion, None), Render(), Compose(), Greyscale()],
+            Scene(model, avatar, motion), None, [Motion(motion, None), Render(), Compose(sink.pixel_format), Greyscale()],
             [Send(sink, Preview(False, print))], output_fps=30.0, camera_fps=30.0, lossless=True,
             on_frame=lambda work: None, on_error=errors.append,
         )
@@ -366,7 +420,7 @@ def test_tracking_the_next_frame_overlaps_rendering_this_one(tmp_path, store, re
     clip = moving_clip(tmp_path / "in.mp4", 4)
     with ClipSource(clip) as source, FileSink(tmp_path / "out.y4m", *OUT, 30.0) as sink:
         runner = Runner(
-            Scene(model, avatar, motion), source, [Motion(motion, None), SlowRender(), Compose()],
+            Scene(model, avatar, motion), source, [Motion(motion, None), SlowRender(), Compose(sink.pixel_format)],
             [Send(sink, Preview(sink, False))], output_fps=30.0, camera_fps=30.0, lossless=True,
             on_frame=lambda work: None, on_error=errors.append, camera_stages=[Track()],
         )

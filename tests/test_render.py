@@ -127,6 +127,23 @@ def test_renderer_rebinds_a_new_source(model: TalkingHeadModel) -> None:
         assert np.array_equal(renderer.render(a, head), image_a)
 
 
+def test_render_is_the_download_of_render_device(model: TalkingHeadModel) -> None:
+    first, second = crops(model, seed=5)
+    with TorchRenderer(model) as renderer:
+        head = model.head_motion(renderer.extract_motion(first))
+        a, b = renderer.prepare_source(first), renderer.prepare_source(second)
+        on_device = renderer.render_device(a, head)
+        assert on_device.device.type == "cpu" and on_device.dtype == torch.uint8
+        assert on_device.shape == (model.cfg.output_size, model.cfg.output_size, 3)
+        kept = on_device.clone()
+        image = renderer.render(b, head)  # an array of the caller's own, not the renderer's buffer
+        assert np.array_equal(image, renderer.render_device(b, head).numpy())
+        assert not np.array_equal(image, kept.numpy())
+        assert np.array_equal(renderer.render(a, head), kept.numpy())
+        image[:] = 0  # the caller's array is its own: the renderer's image is untouched
+        assert not np.array_equal(renderer.render_device(b, head).numpy(), image)
+
+
 def test_renderer_errors_are_clear(model: TalkingHeadModel) -> None:
     renderer = TorchRenderer(model)
     size = model.cfg.input_size

@@ -16,7 +16,8 @@ import pyvirtualcam
 from clips import number_of, numbered, portrait
 
 from vcam.errors import VcamError
-from vcam.sinks import FileSink, PreviewSink, VirtualCameraSink, open_sink, virtual_camera_help
+from vcam.pixel_formats import PixelFormat, buffer_shape, from_bgr, to_bgr
+from vcam.sinks import FileSink, NullSink, PreviewSink, VirtualCameraSink, native_format, open_sink, virtual_camera_help
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,6 +53,21 @@ def test_y4m_header_keeps_fractional_rates(tmp_path: Path) -> None:
     header = (tmp_path / "ntsc.y4m").read_bytes().split(b"\n")[0]
     assert header == b"YUV4MPEG2 W64 H48 F30000:1001 Ip A1:1 C420jpeg"
     assert (tmp_path / "ntsc.y4m").stat().st_size == len(header) + 1 + len(b"FRAME\n") + 64 * 48 * 3 // 2
+
+
+def test_y4m_is_written_straight_from_i420_frames_as_from_bgr_ones(tmp_path: Path) -> None:
+    frames = [*numbered(3), cv2.resize(portrait(), (640, 480))]
+    with FileSink(tmp_path / "bgr.y4m", 640, 480, 30.0) as sink:
+        assert sink.pixel_format is PixelFormat.I420
+        for frame in frames:
+            sink.send(frame)
+    with FileSink(tmp_path / "i420.y4m", 640, 480, 30.0) as sink:
+        for frame in frames:
+            sink.send(from_bgr(frame, PixelFormat.I420))
+    header = b"YUV4MPEG2 W640 H480 F30:1 Ip A1:1 C420jpeg\n"
+    expected = header + b"".join(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes() for frame in frames)
+    assert (tmp_path / "i420.y4m").read_bytes() == (tmp_path / "bgr.y4m").read_bytes() == expected
+    assert FileSink(tmp_path / "x.mp4", 640, 480, 30.0).pixel_format is PixelFormat.BGR
 
 
 def test_file_sink_resizes_frames_of_another_size(tmp_path: Path) -> None:
@@ -98,7 +114,7 @@ def test_unknown_backend_lists_the_available_ones() -> None:
 
 
 class FakeVirtualCamera:
-    """A virtual camera device double with pyvirtualcam.Camera's interface."""
+    """A virtual camera device double with pyvirtualcam.Camera's interface (and its frame size check)."""
 
     def __init__(self, width: int, height: int, fps: float, *, fmt, device, backend) -> None:  # noqa: ANN001
         self.args = (width, height, fps, fmt, device, backend)
@@ -108,7 +124,8 @@ class FakeVirtualCamera:
         self.closed = False
 
     def send(self, frame: np.ndarray) -> None:
-        assert frame.shape == (self.args[1], self.args[0], 3) and frame.flags.c_contiguous
+        assert frame.dtype == np.uint8 and frame.flags.c_contiguous
+        assert frame.size == pyvirtualcam.camera.FrameShapes[self.args[3]](self.args[0], self.args[1])
         self.frames.append(frame)
 
     def sleep_until_next_frame(self) -> None:
@@ -119,7 +136,7 @@ class FakeVirtualCamera:
 
 
 @pytest.mark.parametrize("pace", [True, False])
-def test_virtual_camera_sends_bgr_resized_and_paced(pace: bool) -> None:
+def test_virtual_camera_takes_its_native_format_resized_and_paced(pace: bool) -> None:
     cameras: list[FakeVirtualCamera] = []
 
     def factory(*args, **kwargs) -> FakeVirtualCamera:  # noqa: ANN002, ANN003
@@ -127,15 +144,43 @@ def test_virtual_camera_sends_bgr_resized_and_paced(pace: bool) -> None:
         return cameras[-1]
 
     with VirtualCameraSink(640, 480, 30.0, pace=pace, camera_factory=factory) as sink:
-        sink.send(np.zeros((480, 640, 3), np.uint8))
-        sink.send(portrait())
+        native = native_format(next(iter(pyvirtualcam.camera.BACKENDS)))
+        assert sink.pixel_format is native
+        composed = from_bgr(cv2.resize(portrait(), (640, 480)), native)
+        sink.send(composed)  # what the pipeline sends: handed on as it is
+        sink.send(portrait())  # a BGR image of another size: resized and converted
         sink.send(np.zeros((480, 1280, 3), np.uint8)[:, ::2])  # a strided view
         assert sink.description == "virtual camera /dev/video7 (640x480@30)"
     camera = cameras[0]
-    assert camera.args == (640, 480, 30.0, pyvirtualcam.PixelFormat.BGR, None, None)
+    assert camera.args == (640, 480, 30.0, pyvirtualcam.PixelFormat[native.name], None, None)
     assert len(camera.frames) == 3 and camera.closed
     assert camera.waits == (3 if pace else 0)
-    assert np.abs(camera.frames[1].astype(float) - cv2.resize(portrait(), (640, 480))).mean() < 3
+    assert camera.frames[0] is composed and camera.frames[1].shape == buffer_shape(native, 640, 480)
+    assert np.abs(to_bgr(camera.frames[1], native).astype(float) - cv2.resize(portrait(), (640, 480))).mean() < 3
+
+
+def test_native_formats_of_pyvirtualcams_backends() -> None:
+    assert native_format("v4l2loopback", "linux") is PixelFormat.I420
+    assert native_format("obs", "win32") is PixelFormat.NV12
+    assert native_format("obs", "darwin") is PixelFormat.UYVY
+    assert native_format("unitycapture", "win32") is PixelFormat.BGR
+
+
+def test_virtual_camera_with_an_odd_size_says_to_choose_another() -> None:
+    if native_format(next(iter(pyvirtualcam.camera.BACKENDS))) is PixelFormat.BGR:
+        pytest.skip("this system's virtual camera takes any size")
+    with pytest.raises(VcamError, match="even width and height"):
+        VirtualCameraSink(641, 480, 30.0)
+
+
+def test_null_sink_counts_i420_frames_and_checks_them() -> None:
+    with open_sink("null", 64, 48, 30.0) as sink:
+        assert isinstance(sink, NullSink) and sink.pixel_format is PixelFormat.I420
+        sink.send(np.zeros((72, 64), np.uint8))
+        sink.send(np.zeros((48, 64, 3), np.uint8))
+        with pytest.raises(ValueError, match="64x48 I420"):
+            sink.send(np.zeros((48, 64), np.uint8))
+        assert sink.frames_received == 2
 
 
 def test_open_sink_parses_specs(tmp_path: Path) -> None:
@@ -145,8 +190,9 @@ def test_open_sink_parses_specs(tmp_path: Path) -> None:
     recording = open_sink(f"file:{tmp_path / 'rec.mp4'}", 1280, 720, 30.0)
     assert isinstance(recording, FileSink) and recording.path == tmp_path / "rec.mp4"
     assert isinstance(open_sink("preview", 1280, 720, 30.0), PreviewSink)
-    for bad in ("", "file:", "rtmp://host/live", "previews", "screen"):
-        with pytest.raises(VcamError, match=r"virtual, virtual:DEVICE, file:PATH .* or preview"):
+    assert isinstance(open_sink("null", 1280, 720, 30.0), NullSink)
+    for bad in ("", "file:", "rtmp://host/live", "previews", "screen", "nulls"):
+        with pytest.raises(VcamError, match=r"virtual, virtual:DEVICE, file:PATH .*, preview or null"):
             open_sink(bad, 1280, 720, 30.0)
 
 

@@ -16,13 +16,15 @@ FILL_DOWNSCALE = 16
 """The fill is blurred at 1/16 of the output size: a wide blur for the cost of a small one."""
 
 
-class Compositor:
-    """Blends square renders of the crop `box` into the keyframe and fits the result to output_size.
+class PasteLayout:
+    """Where renders of the crop `box` land in the output frame, computed once per avatar and output size.
 
     The keyframe keeps its aspect ratio: it is scaled to fit the output, and the bars are filled
     with a blurred, dimmed copy of itself scaled to cover (the "fill" look of video-call apps).
-    The render's edges fade into the keyframe over `feather` of the box side. Everything but the
-    box's own region is computed once here; compose() warps and blends only that region.
+    The render's edges fade into the keyframe over `feather` of the box side. ``base`` is the output
+    frame without the render (BGR), ``roi`` (x0, y0, x1, y1) the region a render changes, ``mask``
+    the render's weight in it; :meth:`paste_matrix` maps a render's pixels into the region.
+    Both compositors (:class:`Compositor`, :class:`vcam.device_compose.DeviceCompositor`) draw from it.
     """
 
     def __init__(
@@ -49,7 +51,8 @@ class Compositor:
         if mirror:
             to_output = np.array([[-1.0, 0.0, width], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) @ to_output
             base = cv2.flip(base, 1)
-        self._base = base
+        self.base = base
+        self.output_size = output_size
         self._to_output = to_output
         self._box = box
 
@@ -60,45 +63,61 @@ class Compositor:
         x1, y1 = math.ceil(min(bx1, kx1)), math.ceil(min(by1, ky1))
         if x1 <= x0 or y1 <= y0:
             raise ValueError(f"{box} lies outside the {kw}x{kh} keyframe")
-        self._roi = (x0, y0, x1, y1)
+        self.roi = (x0, y0, x1, y1)
 
         feather_px = feather * (bx1 - bx0)
         ramp_x = _ramp(np.arange(x0, x1) + 0.5, bx0, bx1, feather_px)
         ramp_y = _ramp(np.arange(y0, y1) + 0.5, by0, by1, feather_px)
-        self._mask = np.outer(ramp_y, ramp_x).astype(np.float32)
-        self._inverse_mask = 1.0 - self._mask
+        self.mask = np.outer(ramp_y, ramp_x).astype(np.float32)
         self._paste_matrices: dict[int, np.ndarray] = {}
+
+    def paste_matrix(self, size: int) -> np.ndarray:
+        """2x3 matrix from pixel indices of a size x size render to pixel indices of the output region."""
+        if size not in self._paste_matrices:
+            x0, y0 = self.roi[:2]
+            crop_to_keyframe = np.vstack([cv2.invertAffineTransform(self._box.affine(size)), [0.0, 0.0, 1.0]])
+            to_continuous = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
+            to_region = np.array([[1.0, 0.0, -0.5 - x0], [0.0, 1.0, -0.5 - y0], [0.0, 0.0, 1.0]])
+            self._paste_matrices[size] = (to_region @ self._to_output @ to_continuous @ crop_to_keyframe)[:2]
+        return self._paste_matrices[size]
+
+
+class Compositor:
+    """Blends square renders into the keyframe at the output size on the CPU (OpenCV), following a
+    :class:`PasteLayout` (its arguments are the layout's). Everything but the box's own region is
+    computed once; compose() warps and blends only that region."""
+
+    def __init__(
+        self,
+        keyframe: np.ndarray,
+        box: CropBox,
+        output_size: tuple[int, int] = (1280, 720),
+        mirror: bool = False,
+        feather: float = 0.12,
+    ) -> None:
+        self.layout = PasteLayout(keyframe, box, output_size, mirror, feather)
+        self._inverse_mask = 1.0 - self.layout.mask
 
     def compose(self, rendered: np.ndarray) -> np.ndarray:
         """The output frame with `rendered` (square BGR uint8, any size) pasted at the box."""
         size = rendered.shape[0]
         if rendered.shape[1] != size:
             raise ValueError(f"rendered crop must be square, got {rendered.shape[1]}x{size}")
-        if size not in self._paste_matrices:
-            self._paste_matrices[size] = self._paste_matrix(size)
-        x0, y0, x1, y1 = self._roi
+        x0, y0, x1, y1 = self.layout.roi
         warped = cv2.warpAffine(
             rendered,
-            self._paste_matrices[size],
+            self.layout.paste_matrix(size),
             (x1 - x0, y1 - y0),
             flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REPLICATE,
         )
-        out = self._base.copy()
-        out[y0:y1, x0:x1] = cv2.blendLinear(warped, out[y0:y1, x0:x1], self._mask, self._inverse_mask)
+        out = self.layout.base.copy()
+        out[y0:y1, x0:x1] = cv2.blendLinear(warped, out[y0:y1, x0:x1], self.layout.mask, self._inverse_mask)
         return out
 
     def keyframe_output(self) -> np.ndarray:
         """The keyframe alone at the output size (shown while paused)."""
-        return self._base.copy()
-
-    def _paste_matrix(self, size: int) -> np.ndarray:
-        """2x3 matrix from pixel indices of a size x size render to pixel indices of the output region."""
-        x0, y0 = self._roi[:2]
-        crop_to_keyframe = np.vstack([cv2.invertAffineTransform(self._box.affine(size)), [0.0, 0.0, 1.0]])
-        to_continuous = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
-        to_region = np.array([[1.0, 0.0, -0.5 - x0], [0.0, 1.0, -0.5 - y0], [0.0, 0.0, 1.0]])
-        return (to_region @ self._to_output @ to_continuous @ crop_to_keyframe)[:2]
+        return self.layout.base.copy()
 
 
 def _bounds(matrix: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> tuple[float, float, float, float]:

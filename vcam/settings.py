@@ -145,7 +145,7 @@ class Settings(BaseSettings):
     audio_device: str | None = None
     camera_off: Annotated[bool, Flag()] = Field(False, description="no camera: drive the avatar by voice and idle motion")
     # Output
-    sink: Annotated[str, Flag()] = Field("virtual", description="virtual, virtual:DEVICE, file:PATH (.mp4/.avi/.y4m) or preview")
+    sink: Annotated[str, Flag()] = Field("virtual", description="virtual, virtual:DEVICE, file:PATH (.mp4/.avi/.y4m), preview or null")
     virtual_camera_backend: str | None = None
     output_width: Annotated[int, Flag("--width")] = Field(1280, gt=0, description="output width in pixels")
     output_height: Annotated[int, Flag("--height")] = Field(720, gt=0, description="output height in pixels")

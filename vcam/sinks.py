@@ -1,4 +1,9 @@
-"""Frame sinks: the system virtual camera, video files and a preview window."""
+"""Frame sinks: the system virtual camera, video files, a preview window and a null sink for benchmarks.
+
+Each sink takes frames in its own :class:`~vcam.pixel_formats.PixelFormat` (``pixel_format``), the
+one its device or file stores, so the frame is converted once, where it is composed, and never in
+the sink.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import numpy as np
 import pyvirtualcam
 
 from .errors import VcamError
+from .pixel_formats import PixelFormat, buffer_shape, from_bgr
 
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
 """Containers written through cv2.VideoWriter, with their codec; .y4m is written directly."""
@@ -23,6 +29,7 @@ VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
 
 class FrameSink(Protocol):
     description: str
+    pixel_format: PixelFormat
 
     def __enter__(self) -> FrameSink: ...
 
@@ -31,7 +38,8 @@ class FrameSink(Protocol):
     ) -> None: ...
 
     def send(self, frame: np.ndarray) -> None:
-        """Output one BGR uint8 frame of the sink's size (other sizes are resized)."""
+        """Output one uint8 frame of the sink's size in its ``pixel_format``; a BGR image of any
+        size is resized and converted here."""
 
 
 def virtual_camera_help(platform: str = sys.platform) -> str:
@@ -46,10 +54,22 @@ def virtual_camera_help(platform: str = sys.platform) -> str:
     return "Virtual cameras need Linux (v4l2loopback), Windows or macOS (OBS Studio virtual camera)."
 
 
+def native_format(backend: str, platform: str = sys.platform) -> PixelFormat:
+    """The pixel format a pyvirtualcam backend stores, which it then takes without converting:
+    I420 for v4l2loopback, NV12 for OBS on Windows, UYVY for OBS on macOS (BGR for any other)."""
+    if backend == "v4l2loopback":
+        return PixelFormat.I420
+    if backend == "obs":
+        return PixelFormat.NV12 if platform == "win32" else PixelFormat.UYVY
+    return PixelFormat.BGR
+
+
 class VirtualCameraSink:
     """The system virtual camera through pyvirtualcam (v4l2loopback on Linux, OBS on Windows/macOS).
 
-    With pace set, send() waits until the next frame is due, holding the output at `fps`.
+    It takes frames in the native format of the backend (without ``backend``, of the first one
+    pyvirtualcam tries), so pyvirtualcam passes them on as they are. With pace set, send() waits
+    until the next frame is due, holding the output at `fps`.
     """
 
     def __init__(
@@ -74,6 +94,8 @@ class VirtualCameraSink:
         self.backend = backend
         self.device = device
         self.pace = pace
+        self.pixel_format = native_format(backend or next(iter(known), ""))
+        buffer_shape(self.pixel_format, width, height)
         self.description = f"virtual camera ({width}x{height}@{fps:g})"
         self._camera_factory = camera_factory
         self._camera: Any = None
@@ -84,7 +106,7 @@ class VirtualCameraSink:
                 self.width,
                 self.height,
                 self.fps,
-                fmt=pyvirtualcam.PixelFormat.BGR,
+                fmt=pyvirtualcam.PixelFormat[self.pixel_format.name],
                 device=self.device,
                 backend=self.backend,
             )
@@ -102,13 +124,14 @@ class VirtualCameraSink:
             self._camera = None
 
     def send(self, frame: np.ndarray) -> None:
-        self._camera.send(_fit(frame, self.width, self.height))
+        self._camera.send(_fit(frame, self.pixel_format, self.width, self.height))
         if self.pace:
             self._camera.sleep_until_next_frame()
 
 
 class FileSink:
-    """A video file: .mp4 (mp4v) or .avi (MJPG) through OpenCV, or uncompressed 4:2:0 .y4m."""
+    """A video file: .mp4 (mp4v) or .avi (MJPG) through OpenCV from BGR frames, or uncompressed
+    4:2:0 .y4m, written straight from I420 frames."""
 
     def __init__(self, path: Path, width: int, height: int, fps: float) -> None:
         self.path = Path(path)
@@ -119,6 +142,7 @@ class FileSink:
         self.width = width
         self.height = height
         self.fps = fps
+        self.pixel_format = PixelFormat.I420 if self.path.suffix.lower() == ".y4m" else PixelFormat.BGR
         self.frames_written = 0
         self.description = f"file {self.path}"
         self._writer: cv2.VideoWriter | _Y4mWriter | None = None
@@ -145,12 +169,12 @@ class FileSink:
             self._writer = None
 
     def send(self, frame: np.ndarray) -> None:
-        self._writer.write(_fit(frame, self.width, self.height))
+        self._writer.write(_fit(frame, self.pixel_format, self.width, self.height))
         self.frames_written += 1
 
 
 class _Y4mWriter:
-    """YUV4MPEG2: a text header, then each frame as "FRAME" and its I420 planes."""
+    """YUV4MPEG2: a text header, then each I420 frame as "FRAME" and its planes."""
 
     def __init__(self, path: Path, width: int, height: int, fps: float) -> None:
         rate = Fraction(fps).limit_denominator(1001)
@@ -163,7 +187,7 @@ class _Y4mWriter:
 
     def write(self, frame: np.ndarray) -> None:
         self._file.write(b"FRAME\n")
-        self._file.write(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
+        self._file.write(frame.tobytes())
 
     def release(self) -> None:
         self._file.close()
@@ -173,6 +197,8 @@ class PreviewSink:
     """The hand-over to the preview window: ``send`` (any thread) keeps only the newest frame,
     ``take`` gives it to the window's thread. OpenCV's HighGUI is used from one thread alone, so the
     window itself lives in :mod:`vcam.preview`, drawn and pumped by the main thread."""
+
+    pixel_format = PixelFormat.BGR
 
     def __init__(self) -> None:
         self.description = "preview window"
@@ -203,22 +229,54 @@ class PreviewSink:
             return frame
 
 
+class NullSink:
+    """Discards the frames, counting them: the output of a benchmark. It takes I420, as the Linux
+    virtual camera does, so a run into it does the same work."""
+
+    pixel_format = PixelFormat.I420
+
+    def __init__(self, width: int, height: int) -> None:
+        buffer_shape(self.pixel_format, width, height)
+        self.width = width
+        self.height = height
+        self.frames_received = 0
+        self.description = f"null ({width}x{height}, frames discarded)"
+
+    def __enter__(self) -> NullSink:
+        self.frames_received = 0
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        pass
+
+    def send(self, frame: np.ndarray) -> None:
+        _fit(frame, self.pixel_format, self.width, self.height)
+        self.frames_received += 1
+
+
 def check_display() -> None:
     """Fail with the fix when there is no desktop to show windows on."""
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise VcamError("No display for the preview window; run vcam in a desktop session or use another output.")
 
 
-def _fit(frame: np.ndarray, width: int, height: int) -> np.ndarray:
-    """The frame at width x height, contiguous in memory."""
-    if frame.shape[1] == width and frame.shape[0] == height:
+def _fit(frame: np.ndarray, fmt: PixelFormat, width: int, height: int) -> np.ndarray:
+    """The frame as a contiguous width x height buffer in ``fmt``: as it is when it is one, else a
+    BGR image of any size resized and converted."""
+    if frame.shape == buffer_shape(fmt, width, height):
         return np.ascontiguousarray(frame)
-    interpolation = cv2.INTER_AREA if frame.shape[1] > width else cv2.INTER_LINEAR
-    return cv2.resize(frame, (width, height), interpolation=interpolation)
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"expected a {width}x{height} {fmt.name} frame or a BGR image, got shape {frame.shape}")
+    if frame.shape[:2] != (height, width):
+        interpolation = cv2.INTER_AREA if frame.shape[1] > width else cv2.INTER_LINEAR
+        frame = cv2.resize(frame, (width, height), interpolation=interpolation)
+    return np.ascontiguousarray(from_bgr(frame, fmt))
 
 
 def open_sink(spec: str, width: int, height: int, fps: float, backend: str | None = None) -> FrameSink:
-    """The output a spec names: virtual, virtual:DEVICE, file:PATH or preview."""
+    """The output a spec names: virtual, virtual:DEVICE, file:PATH, preview or null."""
     kind, _, argument = spec.partition(":")
     if kind == "virtual":
         return VirtualCameraSink(width, height, fps, backend=backend, device=argument or None)
@@ -226,4 +284,6 @@ def open_sink(spec: str, width: int, height: int, fps: float, backend: str | Non
         return FileSink(Path(argument).expanduser(), width, height, fps)
     if spec == "preview":
         return PreviewSink()
-    raise VcamError(f"Unknown output {spec!r}; use virtual, virtual:DEVICE, file:PATH (.mp4, .avi or .y4m) or preview.")
+    if spec == "null":
+        return NullSink(width, height)
+    raise VcamError(f"Unknown output {spec!r}; use virtual, virtual:DEVICE, file:PATH (.mp4, .avi or .y4m), preview or null.")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..compose import Compositor
+from ..device_compose import DeviceCompositor
 from ..landmark_models import ensure_models
 from ..models import ModelConfig, SourceState
 from ..motion import KeyframeRatios
@@ -31,6 +32,9 @@ class Avatar:
     source: SourceState
     compositor: Compositor
     ratios: KeyframeRatios
+    device_compositor: DeviceCompositor | None = None
+    """The paste-back on the GPU the model renders on (the same layout as ``compositor``, with the
+    model's banner); None when the model renders on the CPU."""
 
 
 class AvatarLoader:
@@ -45,7 +49,10 @@ class AvatarLoader:
         source = self.store.source_state(profile, model.renderer.prepare_source, model.weights_id, model.config.input_size)
         s = self.settings
         compositor = Compositor(profile.keyframe, profile.box, (s.output_width, s.output_height), mirror=s.mirror)
-        return Avatar(profile, source, compositor, keyframe_ratios(profile, s.landmarks_dir))
+        device = None
+        if str(model.renderer.device).startswith("cuda"):
+            device = DeviceCompositor(compositor.layout, model.renderer.device, model.banner)
+        return Avatar(profile, source, compositor, keyframe_ratios(profile, s.landmarks_dir), device)
 
 
 def keyframe_ratios(profile: Profile, landmarks_dir: Path) -> KeyframeRatios:

@@ -122,7 +122,7 @@ class Pipeline:
         self._preview = Preview(sink, settings.preview)
         tracking = [Track(tracker or face_tracker(settings))] if source is not None else []
         self._runner = Runner(
-            Scene(self._model, avatar, motion), source, [Motion(motion, microphone), Render(), Compose()],
+            Scene(self._model, avatar, motion), source, [Motion(motion, microphone), Render(), Compose(sink.pixel_format)],
             [Send(sink, self._preview)], output_fps=settings.output_fps, camera_fps=settings.camera_fps,
             lossless=lossless, on_frame=self._frame_done, on_error=self._fail, clock=clock, camera_stages=tracking,
         )

@@ -3,8 +3,9 @@
 A frame travels as one :class:`FrameWork`; each stage reads what the stages before it filled in and
 adds its own part. The runner times every stage under its name (the status' ``stage_ms``), so a new
 step — a remote motion source, compositing on the GPU — is one more object in the runner's list.
-Colour order changes where the images change hands: the camera and the output are BGR (OpenCV),
-the renderer's crops and images RGB.
+Colour order changes where the images change hands: the camera is BGR (OpenCV), the renderer's
+crops and images RGB, and the output is in the sink's own pixel format, converted once in
+:class:`Compose` (on the GPU when the renderer draws there).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from typing import Protocol
 
 import cv2
 import numpy as np
+import torch
 
 from ..audio import Microphone
 from ..capture import Frame
 from ..compose import draw_banner
 from ..models import HeadMotion
 from ..motion import MotionSettings, MotionStage
+from ..pixel_formats import PixelFormat, from_bgr, to_bgr
 from ..settings import Settings
 from ..sinks import FrameSink, PreviewSink
 from ..tracking import FaceTracker, TrackResult
@@ -37,10 +40,12 @@ class FrameWork:
     frame: Frame | None = None
     track: TrackResult | None = None
     head: HeadMotion | None = None
-    rendered: np.ndarray | None = None
-    """The renderer's image, RGB."""
+    rendered: torch.Tensor | None = None
+    """The renderer's image: (S, S, 3) uint8 RGB on the renderer's device (the CPU for CPU
+    backends), valid until the next render."""
     image: np.ndarray | None = None
-    """The output frame, BGR."""
+    """The output frame: a host array of the frame's own, in the sink's pixel format (shaped as
+    :func:`vcam.pixel_formats.buffer_shape` says)."""
 
     @property
     def face_lost(self) -> bool:
@@ -109,19 +114,28 @@ class Render:
 
     def run(self, work: FrameWork) -> None:
         assert work.head is not None
-        work.rendered = work.model.renderer.render(work.avatar.source, work.head)
+        work.rendered = work.model.renderer.render_device(work.avatar.source, work.head)
 
 
 class Compose:
-    """Pastes the rendered face into the avatar's keyframe at the output size, with the model's banner."""
+    """Pastes the rendered face into the avatar's keyframe at the output size, with the model's
+    banner, in the sink's ``pixel_format``: on the GPU the renderer drew on, through the avatar's
+    device compositor (one download per frame), else with OpenCV and one conversion."""
 
     name = "compose"
 
+    def __init__(self, pixel_format: PixelFormat) -> None:
+        self.pixel_format = pixel_format
+
     def run(self, work: FrameWork) -> None:
         assert work.rendered is not None
-        work.image = work.avatar.compositor.compose(cv2.cvtColor(work.rendered, cv2.COLOR_RGB2BGR))
+        if work.avatar.device_compositor is not None:
+            work.image = work.avatar.device_compositor.compose(work.rendered, self.pixel_format)
+            return
+        image = work.avatar.compositor.compose(cv2.cvtColor(work.rendered.numpy(), cv2.COLOR_RGB2BGR))
         if work.model.banner:
-            draw_banner(work.image, work.model.banner)
+            draw_banner(image, work.model.banner)
+        work.image = from_bgr(image, self.pixel_format)
 
 
 class Preview:
@@ -136,7 +150,8 @@ class Preview:
 
 
 class Send:
-    """Hands the output frame to the sink (a pacing sink sleeps here until the frame is due) and the preview."""
+    """Hands the output frame to the sink (a pacing sink sleeps here until the frame is due) and,
+    while it is shown, to the preview (converted to BGR for it)."""
 
     name = "send"
 
@@ -148,4 +163,4 @@ class Send:
         assert work.image is not None
         self.sink.send(work.image)
         if self.preview.on and not self.preview.is_output:
-            self.preview.feed.send(work.image)
+            self.preview.feed.send(to_bgr(work.image, self.sink.pixel_format))

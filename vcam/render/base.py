@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Protocol
 
@@ -19,9 +21,10 @@ class Renderer(Protocol):
     """Draws the avatar: the source side once per profile, motion and render once per frame.
 
     Crops are (input_size, input_size, 3) uint8 RGB; rendered images are (output_size,
-    output_size, 3) uint8 RGB. Tensors handed in and out live on the CPU; a GPU backend keeps the
-    last bound source on its device, so a source is uploaded once, not per frame. Backends
-    subclass this protocol to inherit the context-manager methods, which always call ``close``.
+    output_size, 3) uint8 RGB. Tensors handed in and out live on the CPU, but for
+    :meth:`render_device`'s image; a GPU backend keeps the last bound source on its device, so a
+    source is uploaded once, not per frame. Backends subclass this protocol to inherit
+    :meth:`render` and the context-manager methods, which always call ``close``.
     """
 
     name: str
@@ -35,9 +38,16 @@ class Renderer(Protocol):
         """The head pose and expression of a driving crop, as float32 CPU tensors."""
         ...
 
-    def render(self, source: SourceState, head: HeadMotion) -> np.ndarray:
-        """The avatar with ``source``'s appearance and ``head``'s pose and expression."""
+    def render_device(self, source: SourceState, head: HeadMotion) -> torch.Tensor:
+        """The avatar with ``source``'s appearance and ``head``'s pose and expression, where the
+        backend drew it: on its device (a CPU backend: the CPU), valid until the next render. Work
+        the caller queues afterwards on its current CUDA stream is ordered after the render, and the
+        next render after that work (see :func:`on_own_stream`)."""
         ...
+
+    def render(self, source: SourceState, head: HeadMotion) -> np.ndarray:
+        """:meth:`render_device`'s image downloaded to an array of the caller's own."""
+        return to_host(self.render_device(source, head))
 
     def close(self) -> None:
         """Release the device resources; the renderer is unusable afterwards."""
@@ -48,6 +58,31 @@ class Renderer(Protocol):
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
         self.close()
+
+
+def to_host(image: torch.Tensor) -> np.ndarray:
+    """A copy of ``image`` (ready on the current stream) as an array of the caller's own; from a GPU
+    one asynchronous download into pinned memory, waiting for that copy alone."""
+    if image.device.type != "cuda":
+        return image.numpy().copy()
+    host = torch.empty(image.shape, dtype=image.dtype, pin_memory=True)
+    host.copy_(image, non_blocking=True)
+    copied = torch.cuda.Event()
+    copied.record(torch.cuda.current_stream(image.device))
+    copied.synchronize()
+    return host.numpy()
+
+
+@contextlib.contextmanager
+def on_own_stream(stream: torch.cuda.Stream) -> Iterator[None]:
+    """Runs the body on a backend's own ``stream``, after the work the caller queued so far on its
+    current stream (which may still read the last image), and orders the caller's later work after
+    the body's: the image the body renders is ready for the caller's stream at once."""
+    caller = torch.cuda.current_stream(stream.device)
+    stream.wait_stream(caller)
+    with torch.cuda.stream(stream):
+        yield
+    caller.wait_stream(stream)
 
 
 def check_crop(crop_rgb: np.ndarray, size: int) -> np.ndarray:

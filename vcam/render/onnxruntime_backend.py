@@ -52,14 +52,14 @@ class OnnxRuntimeRenderer(Renderer):
         outputs = self._run("motion", self._image(crop_rgb))
         return motion_estimate({name: torch.from_numpy(value) for name, value in zip(self._io["motion"].outputs, outputs)})
 
-    def render(self, source: SourceState, head: HeadMotion) -> np.ndarray:
+    def render_device(self, source: SourceState, head: HeadMotion) -> torch.Tensor:
         if self._bound is None or self._bound[0] is not source:
             arrays = {name: getattr(source, name).detach().float().contiguous().numpy() for name in ("f_s", "x_c", "x_s")}
             self._bound = (source, arrays)
         given = self._bound[1] | {name: value.numpy() for name, value in head_tensors(head).items()}
         (given["x_d"],) = self._run("driving_keypoints", {name: given[name] for name in self._io["driving_keypoints"].inputs})
         (image,) = self._run("warp_decode", {name: given[name] for name in self._io["warp_decode"].inputs})
-        return image_to_uint8(torch.from_numpy(image)).numpy()
+        return image_to_uint8(torch.from_numpy(image))
 
     def close(self) -> None:
         self._sessions = {}

@@ -19,7 +19,7 @@ import torch
 from vcam.errors import VcamError
 from vcam.models import HeadMotion, MotionEstimate, SourceState, TalkingHeadModel
 
-from .base import Renderer, SourceUpload, check_crop, image_from_uint8, image_to_uint8
+from .base import Renderer, SourceUpload, check_crop, image_from_uint8, image_to_uint8, on_own_stream
 from .contract import GraphIO, graph_io
 from .graphs import head_layout, head_tensors, motion_estimate, motion_layout
 from .manifest import EngineManifest
@@ -98,7 +98,9 @@ class TensorRTRenderer(Renderer):
         self._image = torch.zeros((cfg.output_size, cfg.output_size, 3), dtype=torch.uint8, device=device)
         self._upload = SourceUpload(cfg, device)
         self._source_buffers = self._upload.buffers
-        self._host = {buf: torch.zeros_like(buf, device="cpu").pin_memory() for buf in (self._crop, self._motion, self._head, self._image)}
+        self._host = {buf: torch.zeros_like(buf, device="cpu").pin_memory() for buf in (self._crop, self._motion, self._head)}
+        self._head_sent = torch.cuda.Event()
+        """Recorded when the head has left its pinned buffer for the device (the next frame's waits for it)."""
 
         def load(graph: str, shared: dict[str, torch.Tensor] | None = None) -> TrtGraph:
             return TrtGraph(trt, self._runtime, (folder / manifest.graphs[graph].file).read_bytes(), device, self._io[graph], shared)
@@ -113,7 +115,7 @@ class TensorRTRenderer(Renderer):
     def _running(self) -> Iterator[None]:
         if self._closed:
             raise VcamError("this renderer was closed: create a new one")
-        with torch.no_grad(), torch.cuda.stream(self._stream):
+        with torch.no_grad(), on_own_stream(self._stream):
             yield
 
     def _run_on_crop(self, plan: TrtGraph, crop_rgb: np.ndarray) -> None:
@@ -140,15 +142,18 @@ class TensorRTRenderer(Renderer):
             packed = self._receive(self._motion)
         return motion_estimate(self._motion_layout.views(packed))
 
-    def render(self, source: SourceState, head: HeadMotion) -> np.ndarray:
+    def render_device(self, source: SourceState, head: HeadMotion) -> torch.Tensor:
+        """The image in the renderer's own buffer on the GPU, drawn on the renderer's stream."""
         with self._running():
             self._upload.bind(source)
+            self._head_sent.synchronize()
             self._head_layout.pack(head_tensors(head), self._host[self._head])
             self._head.copy_(self._host[self._head], non_blocking=True)
+            self._head_sent.record(self._stream)
             self._drive.run(self._stream)
             self._warp.run(self._stream)
             self._image.copy_(image_to_uint8(self._warp.tensors["image"]))
-            return self._receive(self._image).numpy().copy()
+        return self._image
 
     def close(self) -> None:
         if not self._closed:

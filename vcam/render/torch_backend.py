@@ -2,10 +2,11 @@
 
 On CUDA the per-frame work is two fixed sequences of kernels over fixed buffers: motion (crop →
 motion estimate) and render (head → driving keypoints → warp → decode → uint8 image). Each is
-captured once into a CUDA graph and replayed, so a frame costs one upload, one replay and one
-download. The heavy networks (motion extractor, warping network, generator) hold weights in the
-reduced dtype and run under autocast, which keeps the geometry (sparse motions, heatmaps,
-softmax, sampling grids) in float32; the keypoint math and retargeting MLPs stay float32.
+captured once into a CUDA graph and replayed, so a frame costs one upload and one replay; the
+image stays on the GPU for the compositor (:meth:`TorchRenderer.render_device`). The heavy
+networks (motion extractor, warping network, generator) hold weights in the reduced dtype and run
+under autocast, which keeps the geometry (sparse motions, heatmaps, softmax, sampling grids) in
+float32; the keypoint math and retargeting MLPs stay float32.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torch import nn
 from vcam.errors import VcamError
 from vcam.models import HeadMotion, MotionEstimate, SourceState, TalkingHeadModel
 
-from .base import Renderer, SourceUpload, check_crop, image_from_uint8, image_to_uint8, precision_dtype
+from .base import Renderer, SourceUpload, check_crop, image_from_uint8, image_to_uint8, on_own_stream, precision_dtype
 from .compile_cache import CompileCache
 from .fast import autotune_convs, conv_modes, set_conv_modes, speed_up
 from .graphs import (
@@ -153,8 +154,10 @@ class TorchRenderer(Renderer):
         self._upload = SourceUpload(cfg, target)
         self._source_buffers = self._upload.buffers
         # Pinned host copies let uploads and downloads run asynchronously on the renderer's stream.
-        self._host = {buf: torch.zeros_like(buf, device="cpu").pin_memory() if cuda else buf for buf in (self._crop, self._motion, self._head, self._image)}
+        self._host = {buf: torch.zeros_like(buf, device="cpu").pin_memory() if cuda else buf for buf in (self._crop, self._motion, self._head)}
         self._stream = torch.cuda.Stream(target) if cuda else None
+        self._head_sent = torch.cuda.Event() if cuda else None
+        """Recorded when the head has left its pinned buffer for the device (the next frame's waits for it)."""
 
         step_done("networks")
         cache = cache if cuda and cuda_graphs and compile_mode is not None else None
@@ -202,7 +205,7 @@ class TorchRenderer(Renderer):
     def _running(self) -> Iterator[None]:
         if self._motion_net is None:
             raise VcamError("this renderer was closed: create a new one")
-        with torch.no_grad(), (torch.cuda.stream(self._stream) if self._cuda else contextlib.nullcontext()):
+        with torch.no_grad(), (on_own_stream(self._stream) if self._cuda else contextlib.nullcontext()):
             yield
 
     def _send(self, buffer: torch.Tensor) -> None:
@@ -235,13 +238,18 @@ class TorchRenderer(Renderer):
             packed = self._receive(self._motion)
         return motion_estimate(self._motion_layout.views(packed))
 
-    def render(self, source: SourceState, head: HeadMotion) -> np.ndarray:
+    def render_device(self, source: SourceState, head: HeadMotion) -> torch.Tensor:
+        """The image in the renderer's own buffer on its device, drawn on the renderer's stream."""
         with self._running():
             self._upload.bind(source)
+            if self._head_sent is not None:
+                self._head_sent.synchronize()
             self._head_layout.pack(head_tensors(head), self._host[self._head])
             self._send(self._head)
+            if self._head_sent is not None:
+                self._head_sent.record(self._stream)
             self._render_step()
-            return self._receive(self._image).numpy().copy()
+        return self._image
 
     def close(self) -> None:
         if self._cuda and self._stream is not None:
