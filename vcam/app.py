@@ -16,6 +16,7 @@ from .errors import VcamError
 from .first_use import WeightsDownload, weights_missing
 from .models import CONFIGS, TalkingHeadModel, build_model, demo_config
 from .pipeline import Pipeline
+from .pipeline.controller import Link
 from .profiles import ProfileStore
 from .render.base import Renderer
 from .settings import Settings
@@ -77,9 +78,12 @@ def profile_store(settings: Settings) -> ProfileStore:
 
 
 @contextlib.contextmanager
-def running_pipeline(settings: Settings, lossless: bool = False, on_ready: Callable[[str], None] | None = None) -> Iterator[Pipeline]:
+def running_pipeline(
+    settings: Settings, lossless: bool = False, on_ready: Callable[[str], None] | None = None,
+    call: Callable[[LoadedModel, Renderer], contextlib.AbstractContextManager[Link]] | None = None,
+) -> Iterator[Pipeline]:
     """A started pipeline; on exit, or when starting fails, everything opened so far is released:
-    renderer, camera, virtual camera and microphone."""
+    renderer, camera, virtual camera, microphone and the call's link (``call``: see :mod:`vcam.stream.call`)."""
     loaded = open_model(settings)
     with contextlib.ExitStack() as stack:
         renderer, reason = open_renderer(settings, loaded)
@@ -98,9 +102,10 @@ def running_pipeline(settings: Settings, lossless: bool = False, on_ready: Calla
                                                       loop=settings.loop_clip and not lossless, realtime=not lossless))
         sink = stack.enter_context(open_sink(settings.sink, settings.output_width, settings.output_height, settings.output_fps, settings.virtual_camera_backend))
         microphone = stack.enter_context(Microphone(device=settings.audio_device)) if settings.audio else None
+        link = stack.enter_context(call(loaded, renderer)) if call is not None else None
         pipeline = Pipeline(
             settings, loaded.model.cfg, renderer, store, loaded.weights_id, source, sink,
-            microphone=microphone, banner=DEMO_BANNER if loaded.demo else None, lossless=lossless,
+            microphone=microphone, banner=DEMO_BANNER if loaded.demo else None, lossless=lossless, link=link,
         )
         if loaded.demo and weights_missing(settings):
             _offer_weights_download(pipeline, settings)

@@ -29,7 +29,7 @@ from ..sinks import FrameSink, PreviewSink
 from ..tracking import FaceLandmarker, FaceTracker
 from .avatars import AvatarLoader, Model
 from .runner import Command, Runner, Scene
-from .stages import Compose, FrameWork, Motion, Preview, Render, Send, Track, motion_settings
+from .stages import Compose, FrameWork, Motion, Preview, Render, Send, Stage, Track, motion_settings
 from .status import PipelineState, PipelineStatus
 
 if TYPE_CHECKING:
@@ -80,6 +80,19 @@ class Controller(Protocol):
     def weights_download(self) -> WeightsDownload | None: ...
 
 
+class Link(Protocol):
+    """One end of a call wired into the pipeline (see :mod:`vcam.stream.call`): its ``stage`` takes
+    the camera's place as the motion source (``replaces_camera``, receiving) or follows the motion
+    stage (sending); ``report`` gives the state (None: the pipeline's own) and the message the
+    status shows; ``stop`` releases a stage that waits for the network."""
+
+    stage: Stage
+    replaces_camera: bool
+
+    def report(self) -> tuple[PipelineState | None, str]: ...
+    def stop(self) -> None: ...
+
+
 def face_tracker(settings: Settings) -> FaceTracker:
     return FaceTracker(FaceLandmarker(ensure_models(settings.landmarks_dir)), scale=settings.crop_expand, shift_y=settings.crop_shift_y)
 
@@ -104,6 +117,7 @@ class Pipeline:
         banner: str | None = None,
         lossless: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        link: Link | None = None,
     ) -> None:
         self.settings = settings
         self.sink = sink
@@ -123,6 +137,10 @@ class Pipeline:
         stages = [Motion(motion, microphone), Render(), Compose()]
         if source is not None:
             stages.insert(0, Track(tracker or face_tracker(settings)))
+        if link is not None:  # a call: the sender's motion in place of the camera's, or our motion sent on
+            heads = [link.stage] if link.replaces_camera else [*stages[:-2], link.stage]
+            stages = [*heads, *stages[-2:]]
+        self._link = link
         self._runner = Runner(
             Scene(self._model, avatar, motion), source, stages, [Send(sink, self._preview)],
             output_fps=settings.output_fps, camera_fps=settings.camera_fps, lossless=lossless,
@@ -141,6 +159,8 @@ class Pipeline:
     def stop(self) -> None:
         """Ask every thread to finish; :meth:`join` waits for them."""
         self._runner.stop()
+        if self._link is not None:
+            self._link.stop()
 
     def join(self, timeout: float | None = None) -> None:
         self._runner.join(timeout)
@@ -176,14 +196,19 @@ class Pipeline:
     def status(self) -> PipelineStatus:
         with self._lock:
             model, measures = self._runner.scene.model, self._runner.measures()
+            state, message = self._state, self._message
+            if self._link is not None and state not in (PipelineState.ERROR, PipelineState.STOPPED):
+                link_state, message = self._link.report()
+                if link_state is not None and state is not PipelineState.PAUSED:
+                    state = link_state
             return PipelineStatus(
-                state=self._state,
+                state=state,
                 fps=measures.fps,
                 latency_ms=measures.latency_ms,
                 backend=model.renderer.name,
                 camera=self.camera,
                 profile=self._profile,
-                message=self._message,
+                message=message,
                 stage_ms=measures.stage_ms,
                 frames_in=measures.frames_in,
                 frames_out=measures.frames_out,

@@ -108,6 +108,8 @@ class Render:
     name = "render"
 
     def run(self, work: FrameWork) -> None:
+        if work.image is not None:  # the motion source made the frame itself (a call's "waiting" notice)
+            return
         assert work.head is not None
         work.rendered = work.model.renderer.render(work.avatar.source, work.head)
 
@@ -118,6 +120,8 @@ class Compose:
     name = "compose"
 
     def run(self, work: FrameWork) -> None:
+        if work.image is not None:  # made by the motion source
+            return
         assert work.rendered is not None
         work.image = work.avatar.compositor.compose(cv2.cvtColor(work.rendered, cv2.COLOR_RGB2BGR))
         if work.model.banner:

@@ -1,0 +1,164 @@
+"""A call inside the running pipeline: the receiving end is the pipeline's motion source (a real
+pipeline, the demo model, a sender on loopback), and both ends report the link through the
+controller's status — which the tray's menu and tooltip show, here on a real tray host (Xvfb)."""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+from clips import placed, write_clip
+from test_stream_codec import head
+from test_tray_app import SystemTray, shown_as, start, system_tray, window_name  # noqa: F401 (a fixture)
+from Xlib import X
+
+from tray.app import TrayApp
+from tray.menu import build_menu, status_line, status_text
+from vcam.app import open_model, profile_store, running_pipeline
+from vcam.pipeline import Pipeline, PipelineState
+from vcam.settings import Settings, load_settings
+from vcam.stream.call import receiving, sending
+from vcam.stream.ends import model_id, profile_id
+from vcam.stream.motion_vector import motion_to_vector
+from vcam.stream.packet import pairing_key
+from vcam.stream.transport import ReceivedFrame, ReceiverLink, SenderLink, StreamIdentity
+
+CODE = "call-test-code-0001"
+TIMEOUT = 30.0
+RECEIVING = re.compile(r"Receiving from 127\.0\.0\.1 · \d+\.\d kbit/s · loss \d+\.\d %")
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def call_settings(home, **changes) -> Settings:
+    return load_settings(**{"sink": f"file:{home / 'out.y4m'}", "output_width": 320, "output_height": 180, "camera_off": True, "audio": False, **changes})
+
+
+@contextmanager
+def receiving_pipeline(settings: Settings) -> Iterator[tuple[Pipeline, ReceiverLink]]:
+    links: list[ReceiverLink] = []
+    with running_pipeline(settings, call=receiving(settings, ("127.0.0.1", 0), CODE, on_listening=links.append)) as pipeline:
+        yield pipeline, links[0]
+
+
+@contextmanager
+def streaming_sender(settings: Settings, port: int) -> Iterator[SenderLink]:
+    """A sender in this process, streaming a moving head for the default avatar at 30 fps until the block ends."""
+    identity = StreamIdentity(profile_id(profile_store(settings).load("default")), model_id(open_model(settings)), 21)
+    stop = threading.Event()
+    with SenderLink(("127.0.0.1", port), pairing_key(CODE), identity) as link:
+        def stream() -> None:
+            step = 0
+            while not stop.wait(1 / 30):
+                link.send_motion(motion_to_vector(head(step)), time.monotonic())
+                step += 1
+
+        thread = threading.Thread(target=stream, daemon=True)
+        thread.start()
+        try:
+            yield link
+        finally:
+            stop.set()
+            thread.join()
+
+
+def newest_frame(pipeline: Pipeline) -> np.ndarray:
+    frame = pipeline.preview_feed.take(timeout=TIMEOUT)
+    assert frame is not None
+    return frame
+
+
+def is_waiting_frame(frame: np.ndarray) -> bool:
+    """The dark grey "waiting for the sender" frame (its banner strip aside)."""
+    return bool((frame[: frame.shape[0] * 3 // 4] == 40).all())
+
+
+def test_receiving_pipeline_waits_renders_the_sender_and_waits_again(home):
+    with receiving_pipeline(call_settings(home)) as (pipeline, link):
+        pipeline.set_preview(True)  # the output frames, as the preview window gets them
+        waiting = pipeline.status()
+        assert waiting.state is PipelineState.WAITING
+        assert waiting.message == f"Waiting for the sender on port {link.port} · code {CODE}"
+        assert is_waiting_frame(newest_frame(pipeline))
+
+        with streaming_sender(pipeline.settings, link.port):
+            wait_until(lambda: pipeline.status().state is PipelineState.RUNNING, "the sender to connect")
+            wait_until(lambda: not is_waiting_frame(newest_frame(pipeline)), "the sender's avatar")
+            time.sleep(2.5)  # a full window of the rate meter
+            status = pipeline.status()
+            assert RECEIVING.fullmatch(status.message), status.message
+            kbit_s = float(status.message.split(" · ")[1].split()[0])
+            assert 3 < kbit_s < 40, status.message  # a few dozen bytes a frame at 30 fps
+            assert status.fps > 5 and "receive" in status.stage_ms and "render" in status.stage_ms
+            first = newest_frame(pipeline)
+            time.sleep(0.5)
+            second = newest_frame(pipeline)
+            assert np.abs(first.astype(int) - second.astype(int)).mean() > 0.05  # the avatar moves
+
+        # the sender hung up (its BYE): back to waiting, in the status and in the output
+        wait_until(lambda: pipeline.status().state is PipelineState.WAITING, "the receiver to notice the hang-up")
+        wait_until(lambda: is_waiting_frame(newest_frame(pipeline)), "the waiting frame")
+        assert pipeline.status().message.startswith(f"Waiting for the sender on port {link.port}")
+
+
+def test_menu_status_line_follows_the_call(home, tmp_path):
+    with receiving_pipeline(call_settings(home)) as (pipeline, link):
+        def first_line() -> str:
+            return build_menu(pipeline, lambda path: None, lambda: None)[0].text
+
+        assert first_line().startswith(f"● Waiting for the sender on port {link.port} · code {CODE}")
+        with streaming_sender(pipeline.settings, link.port):
+            wait_until(lambda: RECEIVING.search(first_line()) is not None, "the menu to show the call")
+            assert first_line() == status_line(pipeline.status())
+            assert re.fullmatch(RECEIVING.pattern + r" · \d+\.\d fps · \d+ ms · [\w-]+ · camera off", first_line()[2:])
+
+
+def test_sending_pipeline_reports_the_link_and_streams_its_motion(home):
+    clip = write_clip(home / "talk.mp4", [placed(dx=30 * math.sin(i / 6)) for i in range(60)])
+    got: list[ReceivedFrame] = []
+    settings = call_settings(home, camera=str(clip), camera_off=False)
+    with ReceiverLink(("127.0.0.1", 0), pairing_key(CODE), got.append, lambda identity: None) as receiver:
+        with running_pipeline(settings, call=sending(settings, ("127.0.0.1", receiver.port), CODE, level=8)) as pipeline:
+            wait_until(lambda: len(got) >= 10, "motion to arrive")
+            wait_until(lambda: pipeline.status().message.startswith(f"Sending to 127.0.0.1:{receiver.port} · "), "the status")
+            status = pipeline.status()
+            assert status.state in (PipelineState.RUNNING, PipelineState.FACE_LOST)  # the pipeline's own state
+            assert "stream" in status.stage_ms
+            assert re.search(r"Sending to 127\.0\.0\.1:\d+ · \d+\.\d kbit/s · loss \d+\.\d %", status_line(status))
+    assert len({frame.seq for frame in got}) == len(got)
+
+
+def test_tray_shows_the_call_in_its_tooltip_and_icon(home, system_tray: SystemTray):  # noqa: F811
+    with receiving_pipeline(call_settings(home)) as (pipeline, link):
+        app = TrayApp(pipeline)
+        thread = start(app)
+        try:
+            icon = system_tray.wait_for_dock()
+            waiting = f"vcam: {status_text(pipeline.status())}"
+            assert waiting.startswith(f"vcam: Waiting for the sender on port {link.port} · code {CODE}")
+            system_tray.wait_for_title(icon, waiting)
+            assert shown_as(system_tray.picture(), PipelineState.WAITING)
+            with streaming_sender(pipeline.settings, link.port):
+                system_tray.wait_for(
+                    lambda e: e.type == X.PropertyNotify and RECEIVING.match(window_name(icon)[len("vcam: "):]) is not None,
+                    "the tooltip to show the call", timeout=TIMEOUT,
+                )
+                assert shown_as(system_tray.picture(), PipelineState.RUNNING)
+                assert RECEIVING.match(app.icon.menu.items[0].text[2:])  # the real pystray menu's status line
+            app.quit()
+            thread.join(TIMEOUT)
+            assert not thread.is_alive()
+        finally:
+            app.quit()
+            thread.join(TIMEOUT)

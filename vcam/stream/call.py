@@ -1,0 +1,169 @@
+"""A call inside the running pipeline: the pipeline treats a remote sender as one more motion source.
+
+Receiving, :class:`RemoteMotion` takes the place of the camera's track and motion stages: it fills
+each frame's head (and avatar) from the paired sender's stream, and while nobody drives the avatar
+it makes a "waiting for the sender" frame instead, which render and compose pass through. Sending,
+:class:`SendMotion` follows the motion stage and streams the head the pipeline renders locally.
+Either end reports its link as the pipeline's state and message, so ``vcam receive``, the preview
+and the tray show the call the same way. :func:`receiving` and :func:`sending` open an end for
+:func:`vcam.app.running_pipeline`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+import numpy as np
+
+from vcam.app import LoadedModel, profile_store
+from vcam.compose import draw_banner
+from vcam.pipeline import FrameWork, PipelineState
+from vcam.pipeline.controller import Link
+from vcam.render.base import Renderer
+from vcam.settings import Settings
+
+from .ends import Receiver, model_id, profile_id
+from .motion_vector import motion_to_vector, vector_to_motion
+from .packet import pairing_key
+from .transport import LinkState, LinkStatus, ReceiverLink, SenderLink, StreamIdentity
+
+OpenLink = Callable[[LoadedModel, Renderer], contextlib.AbstractContextManager[Link]]
+"""What :func:`vcam.app.running_pipeline` calls, once the model is loaded, to open the call's end."""
+
+
+def _host(peer: str) -> str:
+    """``192.168.1.5`` of ``192.168.1.5:50123``."""
+    return peer.rpartition(":")[0] or peer
+
+
+def _traffic(status: LinkStatus) -> str:
+    rejected = f" · {status.rejected} rejected" if status.rejected else ""
+    return f"{status.kbit_s:.1f} kbit/s · loss {100 * status.loss:.1f} %{rejected}"
+
+
+def waiting_frame(settings: Settings, text: str) -> np.ndarray:
+    """The output frame while no sender drives the avatar: dark grey with ``text``."""
+    image = np.full((settings.output_height, settings.output_width, 3), 40, np.uint8)
+    draw_banner(image, text)
+    return image
+
+
+# -- receiving -----------------------------------------------------------------------------------
+
+
+class RemoteMotion:
+    """The motion stage of a receiving pipeline: the sender's head for this frame — the next one
+    received (lossless) or the playout's for the frame's time — with the sender's avatar."""
+
+    name = "receive"
+
+    def __init__(self, receiver: Receiver, link: ReceiverLink, waiting: np.ndarray) -> None:
+        self.receiver, self.link, self.waiting = receiver, link, waiting
+
+    def run(self, work: FrameWork) -> None:
+        if self.receiver.lossless:
+            avatar, vector = self.receiver.next_in_order()
+        elif self.link.status().state is LinkState.WAITING:  # nobody called yet, or the sender hung up
+            avatar, vector = None, None
+        else:
+            avatar, vector = self.receiver.motion_at(work.t)
+        if avatar is None or vector is None:
+            work.image = self.waiting.copy()
+            return
+        work.avatar = avatar
+        # the keyframe's own eye and lip ratios are the receiver's: it holds the same keyframe
+        work.head = replace(vector_to_motion(vector), source_eye_open=avatar.ratios.eye_open, source_lip_open=avatar.ratios.lip_open)
+
+
+class Receiving:
+    """The receiving end as the pipeline's :class:`~vcam.pipeline.controller.Link`."""
+
+    replaces_camera = True
+
+    def __init__(self, receiver: Receiver, link: ReceiverLink, code: str, waiting: np.ndarray) -> None:
+        self.link, self.code = link, code
+        self.stage = RemoteMotion(receiver, link, waiting)
+        self._receiver = receiver
+
+    def report(self) -> tuple[PipelineState | None, str]:
+        status = self.link.status()
+        if status.state is LinkState.CONNECTED:
+            return PipelineState.RUNNING, f"Receiving from {_host(status.peer)} · {_traffic(status)}"
+        if status.state is LinkState.SILENT:
+            return PipelineState.WAITING, f"Lost the sender {_host(status.peer)} · waiting on port {self.link.port}"
+        return PipelineState.WAITING, f"Waiting for the sender on port {self.link.port} · code {self.code}"
+
+    def stop(self) -> None:
+        self._receiver.stop()
+
+
+def receiving(
+    settings: Settings, listen: tuple[str, int], code: str, lossless: bool = False,
+    on_listening: Callable[[ReceiverLink], None] = lambda link: None,
+) -> OpenLink:
+    """Listen on ``listen`` for the sender paired by ``code``. Lossless (a file with a frame limit):
+    every received frame comes out once, in order, and no waiting frames are written."""
+    key = pairing_key(code)  # a bad code fails here, before the model loads
+
+    @contextlib.contextmanager
+    def open_end(loaded: LoadedModel, renderer: Renderer) -> Iterator[Link]:
+        receiver = Receiver(settings, loaded, renderer, lossless)
+        with ReceiverLink(listen, key, receiver.on_frame, receiver.accept) as link:
+            on_listening(link)
+            yield Receiving(receiver, link, code, waiting_frame(settings, f"waiting for the sender on port {link.port}"))
+
+    return open_end
+
+
+# -- sending -------------------------------------------------------------------------------------
+
+
+class SendMotion:
+    """Streams the frame's head (after the motion stage) to the receiver."""
+
+    name = "stream"
+
+    def __init__(self, link: SenderLink) -> None:
+        self.link = link
+
+    def run(self, work: FrameWork) -> None:
+        if work.head is not None:
+            self.link.send_motion(motion_to_vector(work.head), work.t)
+
+
+class Sending:
+    """The sending end as the pipeline's :class:`~vcam.pipeline.controller.Link`: the pipeline
+    keeps its own state (running, face lost), the message tells the call."""
+
+    replaces_camera = False
+
+    def __init__(self, link: SenderLink) -> None:
+        self.link = link
+        self.stage = SendMotion(link)
+
+    def report(self) -> tuple[PipelineState | None, str]:
+        status = self.link.status()
+        if status.state is LinkState.CONNECTED:
+            return None, f"Sending to {self.link.address_text} · {_traffic(status)}"
+        if status.state is LinkState.SILENT:
+            return None, f"No answer from {self.link.address_text} · calling again"
+        return None, f"Calling {self.link.address_text}"
+
+    def stop(self) -> None:
+        """Nothing waits in :class:`SendMotion`."""
+
+
+def sending(settings: Settings, address: tuple[str, int], code: str, level: int) -> OpenLink:
+    """Stream the pipeline's motion to ``address`` for the avatar ``settings.profile``."""
+    key = pairing_key(code)
+
+    @contextlib.contextmanager
+    def open_end(loaded: LoadedModel, renderer: Renderer) -> Iterator[Link]:
+        profile = profile_store(settings).load(settings.profile)
+        identity = StreamIdentity(profile_id(profile), model_id(loaded), loaded.model.cfg.num_kp)
+        with SenderLink(address, key, identity, level=level) as link:
+            yield Sending(link)
+
+    return open_end
