@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -124,11 +125,23 @@ def test_menu_status_line_follows_the_call(home, tmp_path):
             assert re.fullmatch(RECEIVING.pattern + r" · \d+\.\d fps · \d+ ms · [\w-]+ · camera off", first_line()[2:])
 
 
-def test_sending_pipeline_reports_the_link_and_streams_its_motion(home):
+def test_sending_pipeline_reports_the_link_and_calls_again_as_another_avatar(home):
+    """The tray's sending end: the camera pipeline streams its motion, says so in its status, and
+    when the user picks another avatar the receiver is asked for that one."""
+    twin = home / "profiles" / "twin"
+    shutil.copytree(home / "profiles" / "default", twin)
+    meta = (twin / "profile.toml").read_text()
+    (twin / "profile.toml").write_text(re.sub(r"size = ([\d.]+)", lambda m: f"size = {float(m.group(1)) + 2}", meta, count=1))
     clip = write_clip(home / "talk.mp4", [placed(dx=30 * math.sin(i / 6)) for i in range(60)])
     got: list[ReceivedFrame] = []
+    asked: list[bytes] = []
+
+    def accept(identity: StreamIdentity) -> None:
+        asked.append(identity.profile_id)
+
     settings = call_settings(home, camera=str(clip), camera_off=False)
-    with ReceiverLink(("127.0.0.1", 0), pairing_key(CODE), got.append, lambda identity: None) as receiver:
+    store = profile_store(settings)
+    with ReceiverLink(("127.0.0.1", 0), pairing_key(CODE), got.append, accept) as receiver:
         with running_pipeline(settings, call=sending(settings, ("127.0.0.1", receiver.port), CODE, level=8)) as pipeline:
             wait_until(lambda: len(got) >= 10, "motion to arrive")
             wait_until(lambda: pipeline.status().message.startswith(f"Sending to 127.0.0.1:{receiver.port} · "), "the status")
@@ -136,7 +149,13 @@ def test_sending_pipeline_reports_the_link_and_streams_its_motion(home):
             assert status.state in (PipelineState.RUNNING, PipelineState.FACE_LOST)  # the pipeline's own state
             assert "stream" in status.stage_ms
             assert re.search(r"Sending to 127\.0\.0\.1:\d+ · \d+\.\d kbit/s · loss \d+\.\d %", status_line(status))
-    assert len({frame.seq for frame in got}) == len(got)
+            assert set(asked) == {profile_id(store.load("default"))}
+
+            pipeline.switch_profile("twin").result(TIMEOUT)
+            wait_until(lambda: profile_id(store.load("twin")) in asked, "the call as the other avatar")
+            sessions = receiver.sessions
+            wait_until(lambda: got[-1].session == sessions, "motion in the new session")
+    assert len({(frame.session, frame.seq) for frame in got}) == len(got)
 
 
 def test_tray_shows_the_call_in_its_tooltip_and_icon(home, system_tray: SystemTray):  # noqa: F811
@@ -162,3 +181,15 @@ def test_tray_shows_the_call_in_its_tooltip_and_icon(home, system_tray: SystemTr
         finally:
             app.quit()
             thread.join(TIMEOUT)
+
+
+def test_tray_call_mistakes_are_one_line(home, capsys):
+    from vcam.cli import main
+
+    assert main(["tray", "--send", "127.0.0.1"]) == 2
+    assert "--code" in capsys.readouterr().err
+    assert main(["tray", "--receive", "--code", "short"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "at least 12" in err and "\n" not in err
+    assert main(["tray", "--send", "127.0.0.1:99999", "--code", CODE]) == 2
+    assert "HOST:PORT" in capsys.readouterr().err

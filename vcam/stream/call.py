@@ -19,14 +19,14 @@ import numpy as np
 
 from vcam.app import LoadedModel, profile_store
 from vcam.compose import draw_banner
-from vcam.pipeline import FrameWork, PipelineState
+from vcam.pipeline import Avatar, FrameWork, Model, PipelineState
 from vcam.pipeline.controller import Link
 from vcam.render.base import Renderer
 from vcam.settings import Settings
 
 from .ends import Receiver, model_id, profile_id
 from .motion_vector import motion_to_vector, vector_to_motion
-from .packet import pairing_key
+from .packet import pairing_key, short_id
 from .transport import LinkState, LinkStatus, ReceiverLink, SenderLink, StreamIdentity
 
 OpenLink = Callable[[LoadedModel, Renderer], contextlib.AbstractContextManager[Link]]
@@ -120,15 +120,25 @@ def receiving(
 # -- sending -------------------------------------------------------------------------------------
 
 
+def identity_of(avatar: Avatar, model: Model) -> StreamIdentity:
+    return StreamIdentity(profile_id(avatar.profile), short_id(model.weights_id.encode()), model.config.num_kp)
+
+
 class SendMotion:
-    """Streams the frame's head (after the motion stage) to the receiver."""
+    """Streams the frame's head (after the motion stage) to the receiver; when the user switches
+    the avatar (or the model), the link calls again as that avatar."""
 
     name = "stream"
 
     def __init__(self, link: SenderLink) -> None:
         self.link = link
+        self._avatar: Avatar | None = None
+        self._model: Model | None = None
 
     def run(self, work: FrameWork) -> None:
+        if work.avatar is not self._avatar or work.model is not self._model:  # (compared as objects: cheap)
+            self._avatar, self._model = work.avatar, work.model
+            self.link.change_identity(identity_of(work.avatar, work.model))
         if work.head is not None:
             self.link.send_motion(motion_to_vector(work.head), work.t)
 
