@@ -119,6 +119,9 @@ def test_menu_status_line_follows_the_call(home, tmp_path):
             return build_menu(pipeline, lambda path: None, lambda: None)[0].text
 
         assert first_line().startswith(f"● Waiting for the sender on port {link.port} · code {CODE}")
+        texts = [entry.text for entry in build_menu(pipeline, lambda path: None, lambda: None)]
+        assert pipeline.receiving and "Pause" in texts and "Show preview" in texts and "Quit" in texts
+        assert not {"Avatar", "Frontalize", "Frontalize strength", "Recalibrate neutral"} & set(texts)  # the sender's to choose
         with streaming_sender(pipeline.settings, link.port):
             wait_until(lambda: RECEIVING.search(first_line()) is not None, "the menu to show the call")
             assert first_line() == status_line(pipeline.status())

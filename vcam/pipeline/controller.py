@@ -78,6 +78,9 @@ class Controller(Protocol):
         """Set when the run has ended."""
     @property
     def weights_download(self) -> WeightsDownload | None: ...
+    @property
+    def receiving(self) -> bool:
+        """A call's sender drives the avatar (its avatar and motion, not the camera's)."""
 
 
 class Link(Protocol):
@@ -299,6 +302,10 @@ class Pipeline:
             self._model = model
             self._command(lambda scene: scene.use_model(model, avatar))
         self._notify()
+
+    @property
+    def receiving(self) -> bool:
+        return self._link is not None and self._link.replaces_camera
 
     @property
     def weights_download(self) -> WeightsDownload | None:
