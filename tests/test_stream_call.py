@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
-import pytest
 from clips import placed, write_clip
 from test_stream_codec import head
 from test_tray_app import SystemTray, shown_as, start, system_tray, window_name  # noqa: F401 (a fixture)

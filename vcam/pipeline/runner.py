@@ -179,7 +179,7 @@ class Runner:
                 self._apply_commands()
                 if self.source is None:  # the clock makes the frames
                     self._stop.wait(max(0.0, next_tick - self.clock()))
-                    next_tick += self.period
+                    next_tick = max(next_tick + self.period, self.clock() - self.period)  # a slow frame is not made up for
                     frame, t = None, self.clock()
                 else:
                     frame = self._frames.get(timeout=0.1)
