@@ -5,12 +5,17 @@ controller's status — which the tray's menu and tooltip show, here on a real t
 from __future__ import annotations
 
 import math
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 from clips import placed, write_clip
@@ -195,3 +200,28 @@ def test_tray_call_mistakes_are_one_line(home, capsys):
     assert "at least 12" in err and "\n" not in err
     assert main(["tray", "--send", "127.0.0.1:99999", "--code", CODE]) == 2
     assert "HOST:PORT" in capsys.readouterr().err
+
+
+def test_vcam_tray_receive_takes_a_call(home, system_tray: SystemTray):  # noqa: F811
+    """`vcam tray --receive` as a user starts it: docked, waiting with its port and code, then showing the call."""
+    repo = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-c", "import sys; from vcam.cli import main; sys.exit(main(sys.argv[1:]))", "tray", "--receive",
+               "--listen", "127.0.0.1:0", "--code", CODE, "--sink", f"file:{home / 'tray.y4m'}", "--width", "320", "--height", "180"]
+    child = subprocess.Popen(command, cwd=repo, env=dict(os.environ, PYTHONPATH=str(repo), OMP_NUM_THREADS="1"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        icon = system_tray.wait_for_dock(timeout=120)
+        waiting = re.compile(rf"vcam: Waiting for the sender on port (\d+) · code {CODE}")
+        if not waiting.match(window_name(icon)):
+            system_tray.wait_for(lambda e: e.type == X.PropertyNotify and waiting.match(window_name(icon)) is not None, "the waiting tooltip")
+        port = int(waiting.match(window_name(icon)).group(1))
+        with streaming_sender(call_settings(home), port):
+            system_tray.wait_for(
+                lambda e: e.type == X.PropertyNotify and RECEIVING.match(window_name(icon)[len("vcam: "):]) is not None,
+                "the tooltip to show the call", timeout=TIMEOUT,
+            )
+        child.send_signal(signal.SIGINT)  # quits like the menu's Quit
+        _, err = child.communicate(timeout=TIMEOUT)
+        assert child.returncode == 0, err
+    finally:
+        child.kill()
