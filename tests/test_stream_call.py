@@ -26,7 +26,8 @@ from Xlib import X
 from tray.app import TrayApp
 from tray.menu import build_menu, status_line, status_text
 from vcam.app import open_model, profile_store, running_pipeline
-from vcam.pipeline import Pipeline, PipelineState
+from vcam.pipeline import FrameWork, Pipeline, PipelineState
+from vcam.pipeline.runner import Runner, Scene
 from vcam.settings import Settings, load_settings
 from vcam.stream.call import receiving, sending
 from vcam.stream.ends import model_id, profile_id
@@ -225,3 +226,29 @@ def test_vcam_tray_receive_takes_a_call(home, system_tray: SystemTray):  # noqa:
         assert child.returncode == 0, err
     finally:
         child.kill()
+
+
+def test_a_slow_frame_is_not_made_up_for_by_a_burst(tmp_path):
+    """With no camera the clock makes the frames (a receiver): after one slow frame (a render
+    while a sender drove the avatar) the next cheap ones (waiting frames) keep the output's pace."""
+    period = 1 / 30
+    late = [0.0]
+    made: list[float] = []
+
+    class Frames:
+        name = "frames"
+
+        def run(self, work: FrameWork) -> None:
+            if len(made) == 3:
+                late[0] += 10 * period  # as if this frame took ten periods
+            made.append(time.monotonic())
+            work.image = np.zeros((8, 8, 3), np.uint8)
+
+    runner = Runner(Scene(None, None, None), None, [Frames()], [], output_fps=1 / period, camera_fps=30.0, lossless=False,
+                    on_frame=lambda work: None, on_error=print, clock=lambda: time.monotonic() + late[0])
+    runner.start()
+    wait_until(lambda: len(made) >= 16, "frames")
+    runner.stop()
+    runner.join(5)
+    after = np.diff(made[3:16])
+    assert sum(after < period / 3) <= 2, after  # a burst would make the next ten frames at once

@@ -178,8 +178,11 @@ class Runner:
             while not self._stop.is_set():
                 self._apply_commands()
                 if self.source is None:  # the clock makes the frames
-                    self._stop.wait(max(0.0, next_tick - self.clock()))
-                    next_tick = max(next_tick + self.period, self.clock() - self.period)  # a slow frame is not made up for
+                    now = self.clock()
+                    if now > next_tick + self.period:  # after a slow frame the pace starts again, no burst makes up for it
+                        next_tick = now
+                    self._stop.wait(max(0.0, next_tick - now))
+                    next_tick += self.period
                     frame, t = None, self.clock()
                 else:
                     frame = self._frames.get(timeout=0.1)
