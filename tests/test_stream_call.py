@@ -127,6 +127,7 @@ def test_menu_status_line_follows_the_call(home, tmp_path):
         texts = [entry.text for entry in build_menu(pipeline, lambda path: None, lambda: None)]
         assert pipeline.receiving and "Pause" in texts and "Show preview" in texts and "Quit" in texts
         assert not {"Avatar", "Frontalize", "Frontalize strength", "Recalibrate neutral"} & set(texts)  # the sender's to choose
+        assert "Download avatar weights" not in texts  # the model is the sender's too: none is swapped in mid-call
         with streaming_sender(pipeline.settings, link.port):
             wait_until(lambda: RECEIVING.search(first_line()) is not None, "the menu to show the call")
             assert first_line() == status_line(pipeline.status())

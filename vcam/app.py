@@ -107,7 +107,8 @@ def running_pipeline(
             settings, loaded.model.cfg, renderer, store, loaded.weights_id, source, sink,
             microphone=microphone, banner=DEMO_BANNER if loaded.demo else None, lossless=lossless, link=link,
         )
-        if loaded.demo and weights_missing(settings):
+        receiving = link is not None and link.replaces_camera  # renders with the sender's model: no switch mid-call
+        if loaded.demo and weights_missing(settings) and not receiving:
             _offer_weights_download(pipeline, settings)
         pipeline.start()
         try:
