@@ -253,3 +253,19 @@ def test_a_slow_frame_is_not_made_up_for_by_a_burst(tmp_path):
     runner.join(5)
     after = np.diff(made[3:16])
     assert sum(after < period / 3) <= 2, after  # a burst would make the next ten frames at once
+
+
+def test_the_links_status_in_words():
+    from vcam.stream.status_text import receiving_text, sending_text
+    from vcam.stream.transport import LinkState, LinkStatus
+
+    def link(state: LinkState, peer: str, rejected: int = 0) -> LinkStatus:
+        return LinkStatus(state, peer, kbit_s=12.34, loss=0.004, packets=300, rejected=rejected)
+
+    assert receiving_text(link(LinkState.WAITING, "-"), 50505, "abcd-efgh") == "Waiting for the sender on port 50505 · code abcd-efgh"
+    assert receiving_text(link(LinkState.CONNECTED, "192.168.1.5:40001"), 50505, "x") == "Receiving from 192.168.1.5 · 12.3 kbit/s · loss 0.4 %"
+    assert receiving_text(link(LinkState.CONNECTED, "::1:40001", rejected=3), 1, "x") == "Receiving from ::1 · 12.3 kbit/s · loss 0.4 % · 3 rejected"
+    assert receiving_text(link(LinkState.SILENT, "192.168.1.5:40001"), 50505, "x") == "Lost the sender 192.168.1.5 · waiting on port 50505"
+    assert sending_text(link(LinkState.WAITING, "10.0.0.2:47470")) == "Calling 10.0.0.2:47470"
+    assert sending_text(link(LinkState.CONNECTED, "10.0.0.2:47470")) == "Sending to 10.0.0.2:47470 · 12.3 kbit/s · loss 0.4 %"
+    assert sending_text(link(LinkState.SILENT, "10.0.0.2:47470")) == "No answer from 10.0.0.2:47470 · calling again"

@@ -27,20 +27,11 @@ from vcam.settings import Settings
 from .ends import Receiver, model_id, profile_id
 from .motion_vector import motion_to_vector, vector_to_motion
 from .packet import pairing_key, short_id
-from .transport import LinkState, LinkStatus, ReceiverLink, SenderLink, StreamIdentity
+from .status_text import receiving_text, sending_text
+from .transport import LinkState, ReceiverLink, SenderLink, StreamIdentity
 
 OpenLink = Callable[[LoadedModel, Renderer], contextlib.AbstractContextManager[Link]]
 """What :func:`vcam.app.running_pipeline` calls, once the model is loaded, to open the call's end."""
-
-
-def _host(peer: str) -> str:
-    """``192.168.1.5`` of ``192.168.1.5:50123``."""
-    return peer.rpartition(":")[0] or peer
-
-
-def _traffic(status: LinkStatus) -> str:
-    rejected = f" · {status.rejected} rejected" if status.rejected else ""
-    return f"{status.kbit_s:.1f} kbit/s · loss {100 * status.loss:.1f} %{rejected}"
 
 
 def waiting_frame(settings: Settings, text: str) -> np.ndarray:
@@ -89,11 +80,8 @@ class Receiving:
 
     def report(self) -> tuple[PipelineState | None, str]:
         status = self.link.status()
-        if status.state is LinkState.CONNECTED:
-            return PipelineState.RUNNING, f"Receiving from {_host(status.peer)} · {_traffic(status)}"
-        if status.state is LinkState.SILENT:
-            return PipelineState.WAITING, f"Lost the sender {_host(status.peer)} · waiting on port {self.link.port}"
-        return PipelineState.WAITING, f"Waiting for the sender on port {self.link.port} · code {self.code}"
+        state = PipelineState.RUNNING if status.state is LinkState.CONNECTED else PipelineState.WAITING
+        return state, receiving_text(status, self.link.port, self.code)
 
     def stop(self) -> None:
         self._receiver.stop()
@@ -154,12 +142,7 @@ class Sending:
         self.stage = SendMotion(link)
 
     def report(self) -> tuple[PipelineState | None, str]:
-        status = self.link.status()
-        if status.state is LinkState.CONNECTED:
-            return None, f"Sending to {self.link.address_text} · {_traffic(status)}"
-        if status.state is LinkState.SILENT:
-            return None, f"No answer from {self.link.address_text} · calling again"
-        return None, f"Calling {self.link.address_text}"
+        return None, sending_text(self.link.status())
 
     def stop(self) -> None:
         """Nothing waits in :class:`SendMotion`."""

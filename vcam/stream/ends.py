@@ -27,6 +27,7 @@ from vcam.settings import Settings
 from .motion_vector import motion_to_vector
 from .packet import short_id
 from .playout import Playout
+from .status_text import sending_text
 from .transport import LinkStatus, ReceivedFrame, SenderLink, StreamIdentity
 
 log = logging.getLogger("vcam.stream")
@@ -40,11 +41,6 @@ def profile_id(profile: Profile) -> bytes:
 
 def model_id(loaded: LoadedModel) -> bytes:
     return short_id(loaded.weights_id.encode())
-
-
-def describe(status: LinkStatus, extra: str = "") -> str:
-    return (f"{status.state.value:9} {status.peer}  {status.kbit_s:5.1f} kbit/s  loss {100 * status.loss:4.1f} %  "
-            f"{status.packets} packets  {status.rejected} rejected{extra}")
 
 
 @dataclass
@@ -96,7 +92,7 @@ def run_send(settings: Settings, address: tuple[str, int], pairing: bytes, level
                 sent += 1
             if time.monotonic() - last_report >= 1.0:
                 last_report = time.monotonic()
-                control.on_status(describe(link.status(), "  face lost" if work.face_lost else ""))
+                control.on_status(sending_text(link.status()) + (" · face lost" if work.face_lost else ""))
         renderer.close()
         return link.status()
 
