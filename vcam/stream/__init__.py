@@ -17,5 +17,6 @@ Modules, one concern each:
 - :mod:`~vcam.stream.playout` — the receiver's clock: jitter delay, interpolation, extrapolation
 - :mod:`~vcam.stream.ends` — ``vcam send`` and the receiver's pairing and motion, on the app's model and profiles
 - :mod:`~vcam.stream.call` — a call's end in the pipeline: the received motion as its motion source, the sent motion as a stage
+- :mod:`~vcam.stream.status_text` — the link's status in words, for the status line and the tray
 - :mod:`~vcam.stream.cli` — the options of ``vcam send``, ``vcam receive`` and ``vcam tray --send/--receive``, and their status line
 """
