@@ -147,7 +147,7 @@ def test_receiver_accepts_only_a_sender_with_its_avatar_and_model(home):
     settings = load_settings(sink="file:x.y4m")
     loaded = open_model(settings)
     renderer, _ = open_renderer(settings, loaded)
-    receiver = Receiver(settings, loaded, renderer, lossless=False)
+    receiver = Receiver(settings, loaded, lambda: renderer, lossless=False)
     default = profile_store(settings).load("default")
     ours = StreamIdentity(profile_id(default), model_id(loaded), loaded.model.cfg.num_kp)
     assert "not among your profiles" in receiver.accept(StreamIdentity(b"x" * 8, ours.model_id, ours.num_kp))

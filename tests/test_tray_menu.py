@@ -19,7 +19,7 @@ CONTROLLER_METHODS = (
 )
 CONTROLLER_PROPERTIES = (
     "active_profile", "frontalize", "frontalize_strength", "expression_friendly", "paused", "preview", "weights_download",
-    "preview_feed", "finished",
+    "preview_feed", "finished", "receiving",
 )
 
 

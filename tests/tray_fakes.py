@@ -39,6 +39,7 @@ class FakeController:
         self.expression_friendly = False
         self.preview = False
         self.weights_download = None  # the real one offers a WeightsDownload while the demo model runs
+        self.receiving = False  # True: a call's sender drives the avatar
         self.preview_feed = PreviewSink()
         self.finished = threading.Event()
 

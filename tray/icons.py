@@ -16,6 +16,7 @@ DOT_COLOURS: dict[PipelineState, tuple[int, int, int]] = {
     PipelineState.RUNNING: (52, 168, 83),
     PipelineState.PAUSED: (251, 188, 5),
     PipelineState.FACE_LOST: (255, 109, 0),
+    PipelineState.WAITING: (142, 68, 173),
     PipelineState.ERROR: (219, 50, 54),
     PipelineState.STOPPED: (128, 128, 128),
 }
@@ -43,12 +44,16 @@ def icon_for(state: PipelineState) -> Image.Image:
 
 
 def _draw_mark(draw: ImageDraw.ImageDraw, state: PipelineState) -> None:
-    """A white mark inside the dot: pause bars, a hollow ring for a lost face, a cross for errors."""
+    """A white mark inside the dot: pause bars, a hollow ring for a lost face, a cross for errors,
+    three dots while a call waits for its sender."""
     if state is PipelineState.PAUSED:
         draw.rectangle((44, 44, 47, 56), fill=_WHITE)
         draw.rectangle((53, 44, 56, 56), fill=_WHITE)
     elif state is PipelineState.FACE_LOST:
         draw.ellipse((45, 45, 55, 55), outline=_WHITE, width=3)
+    elif state is PipelineState.WAITING:
+        for x in (43, 49, 55):
+            draw.ellipse((x - 2, 48, x + 2, 52), fill=_WHITE)
     elif state is PipelineState.ERROR:
         draw.line((45, 45, 55, 55), fill=_WHITE, width=3)
         draw.line((45, 55, 55, 45), fill=_WHITE, width=3)

@@ -37,11 +37,13 @@ SEPARATOR = MenuEntry("-", enabled=False)
 
 
 def status_text(status: PipelineStatus) -> str:
-    """The status in words: "Running · 29.8 fps · 41 ms · tensorrt · camera 0"."""
+    """The status in words: "Running · 29.8 fps · 41 ms · tensorrt · camera 0"; in a call the
+    pipeline's message says what the call does: "Receiving from 192.168.1.5 · 12.3 kbit/s · loss 0.4 %"."""
     label = status.state.value.replace("_", " ").capitalize()
     if status.state is PipelineState.ERROR:
         return f"{label}: {status.message}"
-    parts = [label]
+    running = status.state in (PipelineState.RUNNING, PipelineState.WAITING)
+    parts = [status.message if status.message and running else label]
     if status.state in (PipelineState.RUNNING, PipelineState.FACE_LOST):
         parts += [f"{status.fps:.1f} fps", f"{status.latency_ms:.0f} ms"]
     parts += [status.backend, status.camera]
@@ -59,12 +61,32 @@ def build_menu(
     on_quit: Callable[[], None],
 ) -> tuple[MenuEntry, ...]:
     """The whole menu for the controller's current state. Toggles act on what the entry shows:
-    clicking a checked "Frontalize" turns it off."""
+    clicking a checked "Frontalize" turns it off. While receiving a call the sender's avatar and
+    motion are shown, so the entries that steer the camera's are left out."""
     paused = controller.paused
     return (
         MenuEntry(status_line(controller.status()), enabled=False),
         SEPARATOR,
         *_weights_entries(controller),
+        *(() if controller.receiving else _motion_entries(controller)),
+        MenuEntry("Resume" if paused else "Pause", controller.resume if paused else controller.pause),
+        *(() if controller.receiving else (MenuEntry("Recalibrate neutral", controller.recalibrate),)),
+        MenuEntry(
+            "Show preview",
+            partial(controller.set_preview, not controller.preview),
+            checked=controller.preview,
+        ),
+        SEPARATOR,
+        MenuEntry("Open settings file", partial(open_path, controller.settings_path)),
+        MenuEntry("Open profiles folder", partial(open_path, controller.profiles_dir)),
+        SEPARATOR,
+        MenuEntry("Quit", on_quit),
+    )
+
+
+def _motion_entries(controller: Controller) -> tuple[MenuEntry, ...]:
+    """The avatar and how the camera's motion drives it (in a received call the sender chooses both)."""
+    return (
         MenuEntry("Avatar", submenu=_profile_entries(controller)),
         MenuEntry(
             "Frontalize",
@@ -77,18 +99,6 @@ def build_menu(
             partial(controller.set_expression_friendly, not controller.expression_friendly),
             checked=controller.expression_friendly,
         ),
-        MenuEntry("Resume" if paused else "Pause", controller.resume if paused else controller.pause),
-        MenuEntry("Recalibrate neutral", controller.recalibrate),
-        MenuEntry(
-            "Show preview",
-            partial(controller.set_preview, not controller.preview),
-            checked=controller.preview,
-        ),
-        SEPARATOR,
-        MenuEntry("Open settings file", partial(open_path, controller.settings_path)),
-        MenuEntry("Open profiles folder", partial(open_path, controller.profiles_dir)),
-        SEPARATOR,
-        MenuEntry("Quit", on_quit),
     )
 
 

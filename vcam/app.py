@@ -18,6 +18,7 @@ from .errors import VcamError
 from .first_use import WeightsDownload, weights_missing
 from .models import CONFIGS, TalkingHeadModel, build_model, demo_config
 from .pipeline import Pipeline
+from .pipeline.controller import Link
 from .profiles import ProfileStore
 from .render.base import Renderer
 from .render.select import StartedRenderer
@@ -86,10 +87,16 @@ def profile_store(settings: Settings) -> ProfileStore:
     return store
 
 
+OpenCall = Callable[[LoadedModel, Callable[[], Renderer]], contextlib.AbstractContextManager[Link]]
+"""Opens a call's link (see :mod:`vcam.stream.call`) for the model and the pipeline's renderer of the moment."""
+
+
 @contextlib.contextmanager
-def running_pipeline(settings: Settings, lossless: bool = False, on_ready: Callable[[str], None] | None = None) -> Iterator[Pipeline]:
+def running_pipeline(
+    settings: Settings, lossless: bool = False, on_ready: Callable[[str], None] | None = None, call: OpenCall | None = None,
+) -> Iterator[Pipeline]:
     """A started pipeline; on exit, or when starting fails, everything opened so far is released:
-    renderer, camera, virtual camera and microphone.
+    renderer, camera, virtual camera, microphone and the call's link.
 
     A live run starts with a backend's quick stand-in where it has one (uncompiled CUDA graphs: the
     first frame in seconds) and swaps in the full-speed renderer once it is compiled in the
@@ -101,7 +108,7 @@ def running_pipeline(settings: Settings, lossless: bool = False, on_ready: Calla
     pipeline: Pipeline | None = None
     try:
         say(started.reason)
-        with pipeline_over(settings, loaded, started.renderer, lossless) as pipeline:
+        with pipeline_over(settings, loaded, started.renderer, lossless, call=call) as pipeline:
             if started.full_speed is not None:
                 _full_speed_in_background(pipeline, started.full_speed, loaded.weights_id, say)
             yield pipeline
@@ -130,10 +137,11 @@ def _full_speed_in_background(pipeline: Pipeline, build: Callable[[], Renderer],
 @contextlib.contextmanager
 def pipeline_over(
     settings: Settings, loaded: LoadedModel, renderer: Renderer, lossless: bool = False, source: FrameSource | None = None,
+    call: OpenCall | None = None,
 ) -> Iterator[Pipeline]:
     """A started pipeline rendering with ``renderer``, which stays open afterwards (its caller's);
-    camera (unless an opened ``source`` is given), sink and microphone are opened here and released
-    on exit."""
+    camera (unless an opened ``source`` is given), sink, microphone and the call's link are opened
+    here and released on exit."""
     with contextlib.ExitStack() as stack:
         store = profile_store(settings)
         if source is None and not settings.camera_off:
@@ -141,11 +149,14 @@ def pipeline_over(
                                                       loop=settings.loop_clip and not lossless, realtime=not lossless))
         sink = stack.enter_context(open_sink(settings.sink, settings.output_width, settings.output_height, settings.output_fps, settings.virtual_camera_backend))
         microphone = stack.enter_context(Microphone(device=settings.audio_device)) if settings.audio else None
+        pipeline: Pipeline | None = None
+        link = stack.enter_context(call(loaded, lambda: pipeline.renderer if pipeline is not None else renderer)) if call is not None else None
         pipeline = Pipeline(
             settings, loaded.model.cfg, renderer, store, loaded.weights_id, source, sink,
-            microphone=microphone, banner=DEMO_BANNER if loaded.demo else None, lossless=lossless,
+            microphone=microphone, banner=DEMO_BANNER if loaded.demo else None, lossless=lossless, link=link,
         )
-        if loaded.demo and weights_missing(settings):
+        receiving = link is not None and link.replaces_camera  # renders with the sender's model: no switch mid-call
+        if loaded.demo and weights_missing(settings) and not receiving:
             _offer_weights_download(pipeline, settings)
         pipeline.start()
         try:

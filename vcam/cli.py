@@ -93,12 +93,13 @@ def cmd_tray(args: argparse.Namespace) -> int:
 
     from .app import check_profile, running_pipeline
     from .first_use import offer_weights
+    from .stream.cli import tray_call
 
-    settings = _settings(args)
+    settings, call = tray_call(args, _settings(args))
     check_profile(settings)
     tray_app.choose_backend()  # no tray on this desktop: say so before the camera starts
     offer_weights(settings, args.yes)
-    with running_pipeline(settings) as pipeline:
+    with running_pipeline(settings, call=call) as pipeline:
         tray_app.run_tray(pipeline)
     return 0
 
@@ -283,9 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("settings", help="show the effective settings and their file").set_defaults(func=cmd_settings)
 
-    from .stream.cli import add_parsers as add_stream_parsers
+    from .stream.cli import add_parsers as add_stream_parsers, add_tray_options
 
     add_stream_parsers(sub, _add_run_options)
+    add_tray_options(tray)
     return parser
 
 

@@ -29,7 +29,7 @@ from ..sinks import FrameSink, PreviewSink
 from ..tracking import FaceLandmarker, FaceTracker
 from .avatars import AvatarLoader, Model
 from .runner import Command, Runner, Scene
-from .stages import Compose, FrameWork, Motion, Preview, Render, Send, Track, motion_settings
+from .stages import Compose, FrameWork, Motion, Preview, Render, Send, Stage, Track, motion_settings
 from .status import PipelineState, PipelineStatus
 
 if TYPE_CHECKING:
@@ -78,6 +78,22 @@ class Controller(Protocol):
         """Set when the run has ended."""
     @property
     def weights_download(self) -> WeightsDownload | None: ...
+    @property
+    def receiving(self) -> bool:
+        """A call's sender drives the avatar (its avatar and motion, not the camera's)."""
+
+
+class Link(Protocol):
+    """One end of a call wired into the pipeline (see :mod:`vcam.stream.call`): its ``stage`` takes
+    the camera's place as the motion source (``replaces_camera``, receiving) or follows the motion
+    stage (sending); ``report`` gives the state (None: the pipeline's own) and the message the
+    status shows; ``stop`` releases a stage that waits for the network."""
+
+    stage: Stage
+    replaces_camera: bool
+
+    def report(self) -> tuple[PipelineState | None, str]: ...
+    def stop(self) -> None: ...
 
 
 def face_tracker(settings: Settings) -> FaceTracker:
@@ -104,6 +120,7 @@ class Pipeline:
         banner: str | None = None,
         lossless: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        link: Link | None = None,
     ) -> None:
         self.settings = settings
         self.sink = sink
@@ -121,8 +138,13 @@ class Pipeline:
         motion = MotionStage(config.convention, avatar.source, self._motion, config.retargeting is not None, avatar.ratios)
         self._preview = Preview(sink, settings.preview)
         tracking = [Track(tracker or face_tracker(settings))] if source is not None else []
+        heads: list[Stage] = [Motion(motion, microphone)]
+        if link is not None:  # a call: the sender's motion in place of the camera's, or our motion sent on
+            heads = [link.stage] if link.replaces_camera else [*heads, link.stage]
+            tracking = [] if link.replaces_camera else tracking
+        self._link = link
         self._runner = Runner(
-            Scene(self._model, avatar, motion), source, [Motion(motion, microphone), Render(), Compose(sink.pixel_format)],
+            Scene(self._model, avatar, motion), source, [*heads, Render(), Compose(sink.pixel_format)],
             [Send(sink, self._preview)], output_fps=settings.output_fps, camera_fps=settings.camera_fps,
             lossless=lossless, on_frame=self._frame_done, on_error=self._fail, clock=clock, camera_stages=tracking,
         )
@@ -139,6 +161,8 @@ class Pipeline:
     def stop(self) -> None:
         """Ask every thread to finish; :meth:`join` waits for them."""
         self._runner.stop()
+        if self._link is not None:
+            self._link.stop()
 
     def join(self, timeout: float | None = None) -> None:
         self._runner.join(timeout)
@@ -174,8 +198,13 @@ class Pipeline:
     def status(self) -> PipelineStatus:
         with self._lock:
             model, measures = self._runner.scene.model, self._runner.measures()
+            state, message = self._state, self._message
+            if self._link is not None and state not in (PipelineState.ERROR, PipelineState.STOPPED):
+                link_state, message = self._link.report()
+                if link_state is not None and state is not PipelineState.PAUSED:
+                    state = link_state
             return PipelineStatus(
-                state=self._state,
+                state=state,
                 fps=measures.fps,
                 latency_ms=measures.latency_ms,
                 latency_p50_ms=measures.latency_p50_ms,
@@ -183,7 +212,7 @@ class Pipeline:
                 backend=model.renderer.name,
                 camera=self.camera,
                 profile=self._profile,
-                message=self._message,
+                message=message,
                 stage_ms=measures.stage_ms,
                 frames_in=measures.frames_in,
                 frames_out=measures.frames_out,
@@ -287,6 +316,10 @@ class Pipeline:
             self._command(lambda scene: scene.use_model(model, scene.avatar))
         self._notify()
         return True
+
+    @property
+    def receiving(self) -> bool:
+        return self._link is not None and self._link.replaces_camera
 
     @property
     def weights_download(self) -> WeightsDownload | None:

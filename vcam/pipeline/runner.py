@@ -196,7 +196,10 @@ class Runner:
             while not self._stop.is_set():
                 self._apply_commands()
                 if self.source is None:  # the clock makes the frames
-                    self._stop.wait(max(0.0, next_tick - self.clock()))
+                    now = self.clock()
+                    if now > next_tick + self.period:  # after a slow frame the pace starts again, no burst makes up for it
+                        next_tick = now
+                    self._stop.wait(max(0.0, next_tick - now))
                     next_tick += self.period
                     work = FrameWork(self.clock(), self.scene.model, self.scene.avatar)
                 else:

@@ -43,6 +43,9 @@ class FrameWork:
     rendered: torch.Tensor | None = None
     """The renderer's image: (S, S, 3) uint8 RGB on the renderer's device (the CPU for CPU
     backends), valid until the next render."""
+    still: np.ndarray | None = None
+    """A whole BGR frame a motion source made itself (a call's "waiting for the sender" notice),
+    output in place of a render."""
     image: np.ndarray | None = None
     """The output frame: a host array of the frame's own, in the sink's pixel format (shaped as
     :func:`vcam.pixel_formats.buffer_shape` says)."""
@@ -113,6 +116,8 @@ class Render:
     name = "render"
 
     def run(self, work: FrameWork) -> None:
+        if work.still is not None:
+            return
         assert work.head is not None
         work.rendered = work.model.renderer.render_device(work.avatar.source, work.head)
 
@@ -128,6 +133,9 @@ class Compose:
         self.pixel_format = pixel_format
 
     def run(self, work: FrameWork) -> None:
+        if work.still is not None:
+            work.image = from_bgr(work.still, self.pixel_format)
+            return
         assert work.rendered is not None
         if work.avatar.device_compositor is not None:
             work.image = work.avatar.device_compositor.compose(work.rendered, self.pixel_format)

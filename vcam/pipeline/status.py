@@ -11,6 +11,7 @@ class PipelineState(str, Enum):
     RUNNING = "running"
     PAUSED = "paused"
     FACE_LOST = "face_lost"
+    WAITING = "waiting"  # a call's receiving end with no sender: the output shows a notice
     ERROR = "error"
     STOPPED = "stopped"
 

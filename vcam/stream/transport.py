@@ -228,6 +228,15 @@ class SenderLink:
                 return False
         return False
 
+    def change_identity(self, identity: StreamIdentity) -> None:
+        """Drive another avatar (or model) from now on: a new session, so the receiver checks and
+        loads it before the next motion frame."""
+        with self._lock:
+            if identity == self._identity:
+                return
+            self._identity, self._key, self._nonce = identity, None, secrets.token_bytes(16)
+            self._last_hello_at = -1e9
+
     def _hello(self) -> None:
         self._last_hello_at = self._clock()
         ident = self._identity
