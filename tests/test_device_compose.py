@@ -129,3 +129,20 @@ def test_cuda_renderer_hands_its_image_to_the_device_compositor(liveportrait, fm
     assert not np.array_equal(composed[0], composed[1])  # the heads differ, so do the frames
     for got, want in zip(composed, expected):
         assert_close(got, want)
+
+
+@needs_cuda
+@pytest.mark.parametrize("gpu_compose", [True, False])
+def test_avatars_of_a_cuda_model_compose_on_the_gpu_unless_told_not_to(liveportrait, tmp_path, gpu_compose: bool) -> None:
+    import shutil
+    from pathlib import Path
+
+    from vcam.pipeline.avatars import AvatarLoader
+    from vcam.profiles import ProfileStore
+    from vcam.settings import Settings
+
+    shutil.copytree(Path(__file__).resolve().parents[1] / "profiles" / "default", tmp_path / "default")
+    settings = Settings(profiles_dir=tmp_path, gpu_compose=gpu_compose)
+    with TorchRenderer(liveportrait, "cuda") as renderer:
+        avatar = AvatarLoader(ProfileStore(tmp_path), settings).load("default", Model(liveportrait.cfg, renderer, "demo"))
+    assert (avatar.device_compositor is not None) is gpu_compose

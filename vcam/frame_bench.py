@@ -5,6 +5,8 @@ Every row uses the same model and renderer, opened (and compiled) once, the user
 
 - *unpaced → null*: frames as fast as the machine makes them, each one rendered and handed to a
   sink that discards it (the throughput of capture, tracking, motion, render, compose and send);
+  on a GPU, first with the output composed by OpenCV on the CPU (the baseline of the ``×`` column),
+  then on the GPU with one download (the app's way);
 - *unpaced → mp4*: the same into an .mp4 file (OpenCV's mp4v encoder, on the CPU);
 - *live → null*: the clip played at its own rate like a webcam, late frames dropped as in a call:
   capture-to-sink latency, median and p99.
@@ -48,6 +50,8 @@ class FrameRow:
     output: str
     frames: int
     fps: float
+    speedup: float | None
+    """This row's rate over the baseline row's (measured in the same run), if there is one."""
     ms_per_frame: float
     latency_p50_ms: float | None
     latency_p99_ms: float | None
@@ -61,10 +65,14 @@ class Row:
     path: str
     sink: str
     live: bool
+    gpu_compose: bool = True
 
 
-def rows(folder: Path) -> list[Row]:
+def rows(folder: Path, gpu: bool) -> list[Row]:
+    """The rows to time; the first is the baseline of the others' speed-up."""
+    baseline = [Row("unpaced → null, composed on the CPU", "null", live=False, gpu_compose=False)] if gpu else []
     return [
+        *baseline,
         Row("unpaced → null", "null", live=False),
         Row("unpaced → mp4 (OpenCV mp4v encoder)", f"file:{folder / 'bench.mp4'}", live=False),
         Row("live → null", "null", live=True),
@@ -80,7 +88,8 @@ def run_frame_bench(
     loaded = LoadedModel(model, weights_id, demo=False)
     renderer, reason = open_renderer(settings, loaded)
     out(f"bench: renderer {reason}")
-    timed, warmup = FRAMES["cuda" if renderer.device.startswith("cuda") else "cpu"]
+    gpu = renderer.device.startswith("cuda")
+    timed, warmup = FRAMES["cuda" if gpu else "cpu"]
     timed = frames or timed
     results = []
     with renderer, tempfile.TemporaryDirectory(prefix="vcam-bench-") as folder:
@@ -88,11 +97,11 @@ def run_frame_bench(
         if clip is None:
             clip = Path(folder) / "keyframe.png"
             cv2.imwrite(str(clip), profile_store(settings).load(settings.profile).keyframe)
-        for row in rows(Path(folder)):
+        for row in rows(Path(folder), gpu):
             out(f"bench: {row.path} …")
-            row_settings = settings.model_copy(update=dict(sink=row.sink, audio=False, preview=False, camera=str(clip)))
+            row_settings = settings.model_copy(update=dict(sink=row.sink, audio=False, preview=False, camera=str(clip), gpu_compose=row.gpu_compose))
             with _running(row_settings, loaded, renderer, clip, row.live) as pipeline:
-                result = _measure(pipeline, row, warmup, timed, row_settings)
+                result = _measure(pipeline, row, warmup, timed, row_settings, baseline=results[0].fps if results else None)
             results.append(result)
             latency = "" if result.latency_p50_ms is None else f", latency {result.latency_p50_ms:.1f} ms median, {result.latency_p99_ms:.1f} ms p99"
             out(f"bench: {row.path}: {result.fps:.1f} fps ({result.ms_per_frame:.2f} ms a frame){latency}")
@@ -111,7 +120,7 @@ def _running(settings: Settings, loaded: LoadedModel, renderer: Renderer, clip: 
         yield pipeline
 
 
-def _measure(pipeline: Pipeline, row: Row, warmup: int, frames: int, settings: Settings) -> FrameRow:
+def _measure(pipeline: Pipeline, row: Row, warmup: int, frames: int, settings: Settings, baseline: float | None) -> FrameRow:
     """Rate over ``frames`` output frames after ``warmup`` ones."""
     pipeline.max_frames = warmup + frames
     began = counted = None
@@ -125,7 +134,7 @@ def _measure(pipeline: Pipeline, row: Row, warmup: int, frames: int, settings: S
     fps = (status.frames_out - counted) / max(ended - began, 1e-9)
     return FrameRow(
         path=row.path, output=f"{settings.output_width}x{settings.output_height}", frames=status.frames_out - counted,
-        fps=fps, ms_per_frame=1000 / fps if fps else float("inf"),
+        fps=fps, speedup=fps / baseline if baseline else None, ms_per_frame=1000 / fps if fps else float("inf"),
         latency_p50_ms=status.latency_p50_ms if row.live else None,
         latency_p99_ms=status.latency_p99_ms if row.live else None,
         stage_ms=dict(status.stage_ms),
@@ -134,13 +143,14 @@ def _measure(pipeline: Pipeline, row: Row, warmup: int, frames: int, settings: S
 
 def format_rows(results: list[FrameRow]) -> str:
     stages = list(dict.fromkeys(name for r in results for name in r.stage_ms))
-    header = ["path", "output", "frames", "fps", "ms/frame", "latency p50", "latency p99", *(f"{s} ms" for s in stages)]
+    header = ["path", "output", "frames", "fps", "× first row", "ms/frame", "latency p50", "latency p99", *(f"{s} ms" for s in stages)]
 
     def ms(value: float | None) -> str:
         return "—" if value is None else f"{value:.1f}"
 
     table = [header] + [
-        [r.path, r.output, str(r.frames), f"{r.fps:.1f}", f"{r.ms_per_frame:.2f}", ms(r.latency_p50_ms), ms(r.latency_p99_ms),
+        [r.path, r.output, str(r.frames), f"{r.fps:.1f}", "—" if r.speedup is None else f"{r.speedup:.2f}", f"{r.ms_per_frame:.2f}",
+         ms(r.latency_p50_ms), ms(r.latency_p99_ms),
          *(ms(r.stage_ms.get(s)) for s in stages)]
         for r in results
     ]

@@ -152,6 +152,7 @@ class Settings(BaseSettings):
     output_fps: Annotated[float, Flag("--fps")] = Field(30.0, gt=0, le=120, description="output frames per second")
     mirror: Annotated[bool, Flag()] = Field(False, description="mirror the output horizontally")
     preview: Annotated[bool, Flag()] = Field(False, description="also show a preview window")
+    gpu_compose: bool = Field(True, description="compose the output frame on the GPU when rendering there (off: OpenCV on the CPU)")
     # Streaming (vcam send / receive)
     stream_code: str | None = Field(None, description="pairing code shared by `vcam send` and `vcam receive`")
 

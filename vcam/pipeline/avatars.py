@@ -50,7 +50,7 @@ class AvatarLoader:
         s = self.settings
         compositor = Compositor(profile.keyframe, profile.box, (s.output_width, s.output_height), mirror=s.mirror)
         device = None
-        if str(model.renderer.device).startswith("cuda"):
+        if s.gpu_compose and str(model.renderer.device).startswith("cuda"):
             device = DeviceCompositor(compositor.layout, model.renderer.device, model.banner)
         return Avatar(profile, source, compositor, keyframe_ratios(profile, s.landmarks_dir), device)
 
