@@ -4,6 +4,9 @@ CUDA straight from the renderer's own buffer."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -13,10 +16,12 @@ from clips import PORTRAIT_CROP, portrait
 from vcam.compose import Compositor, draw_banner
 from vcam.device_compose import DeviceCompositor
 from vcam.models import LIVEPORTRAIT, build_model, demo_config
-from vcam.pipeline.avatars import Avatar, Model
+from vcam.pipeline.avatars import Avatar, AvatarLoader, Model
 from vcam.pipeline.stages import Compose, FrameWork
 from vcam.pixel_formats import PixelFormat, from_bgr
+from vcam.profiles import ProfileStore
 from vcam.render.torch_backend import TorchRenderer
+from vcam.settings import Settings
 from vcam.tracking import CropBox
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -134,13 +139,6 @@ def test_cuda_renderer_hands_its_image_to_the_device_compositor(liveportrait, fm
 @needs_cuda
 @pytest.mark.parametrize("gpu_compose", [True, False])
 def test_avatars_of_a_cuda_model_compose_on_the_gpu_unless_told_not_to(liveportrait, tmp_path, gpu_compose: bool) -> None:
-    import shutil
-    from pathlib import Path
-
-    from vcam.pipeline.avatars import AvatarLoader
-    from vcam.profiles import ProfileStore
-    from vcam.settings import Settings
-
     shutil.copytree(Path(__file__).resolve().parents[1] / "profiles" / "default", tmp_path / "default")
     settings = Settings(profiles_dir=tmp_path, gpu_compose=gpu_compose)
     with TorchRenderer(liveportrait, "cuda") as renderer:
