@@ -47,7 +47,13 @@ def opencv_frame(compositor: Compositor, rendered_rgb: np.ndarray, banner: str |
     return image
 
 
-def assert_close(got: np.ndarray, expected: np.ndarray, max_levels: int = 2, mean_levels: float = 0.5) -> None:
+OPENCV_WARP_LEVELS = 2 if cv2.__version__.startswith("4.") else 8
+"""How far OpenCV's own warp may be: the device compositor reproduces OpenCV 4's 1/32-pixel fixed
+point; OpenCV 5.0's warpAffine rounds otherwise (measured: a few edge pixels up to 7 levels apart,
+mean 0.06)."""
+
+
+def assert_close(got: np.ndarray, expected: np.ndarray, max_levels: int = OPENCV_WARP_LEVELS, mean_levels: float = 0.5) -> None:
     assert got.shape == expected.shape and got.dtype == np.uint8
     diff = np.abs(got.astype(int) - expected.astype(int))
     assert diff.max() <= max_levels and diff.mean() <= mean_levels, (diff.max(), diff.mean())
