@@ -441,3 +441,32 @@ def test_a_live_run_reports_latency_percentiles(tmp_path, store, renderer):
         run(pipeline)
         status = pipeline.status()
     assert 0 < status.latency_p50_ms <= status.latency_p99_ms
+
+
+def test_a_failure_is_reported_before_the_run_counts_as_finished(tmp_path, store, renderer):
+    """`vcam run` reads the state once the run has finished: a failed frame must be in it by then."""
+
+    class Broken:
+        name = "broken"
+
+        def run(self, work: FrameWork) -> None:
+            raise RuntimeError("the device went away")
+
+    errors: list[str] = []
+
+    def slow_report(message: str) -> None:  # reporting takes a moment (logging, listeners)
+        time.sleep(0.3)
+        errors.append(message)
+
+    model = Model(MODEL.cfg, renderer, "demo")
+    avatar = AvatarLoader(store, settings(store)).load("default", model)
+    motion = MotionStage(MODEL.cfg.convention, avatar.source, MotionSettings(), True, avatar.ratios)
+    with FileSink(tmp_path / "out.y4m", *OUT, 30.0) as sink:
+        runner = Runner(
+            Scene(model, avatar, motion), None, [Motion(motion, None), Broken()], [Send(sink, Preview(sink, False))],
+            output_fps=30.0, camera_fps=30.0, lossless=True, on_frame=lambda work: None, on_error=slow_report,
+        )
+        runner.start()
+        assert runner.finished.wait(30)
+        assert errors == ["the device went away"]
+        runner.join(5)

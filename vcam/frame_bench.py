@@ -128,9 +128,8 @@ def _measure(pipeline: Pipeline, row: Row, warmup: int, frames: int, settings: S
         if began is None and pipeline.status().frames_out >= warmup:
             began, counted = time.perf_counter(), pipeline.status().frames_out
     ended, status = time.perf_counter(), pipeline.status()
-    if status.state.value == "error":
-        raise VcamError(f"the {row.path} run failed: {status.message}")
-    assert began is not None and counted is not None
+    if status.state.value == "error" or began is None or counted is None:
+        raise VcamError(f"the {row.path} run failed: {status.message or f'it ended before {warmup} frames'}")
     fps = (status.frames_out - counted) / max(ended - began, 1e-9)
     return FrameRow(
         path=row.path, output=f"{settings.output_width}x{settings.output_height}", frames=status.frames_out - counted,

@@ -236,6 +236,8 @@ class Runner:
             if self.max_frames is not None and self._frames_out >= self.max_frames:
                 self.stop()
                 break
+        # The frames ran out because the inference thread ended: a failure it reports comes first.
+        next(t for t in self._threads if t.name == "vcam-inference").join()
         self.finished.set()
 
     # -- one frame --------------------------------------------------------------------------------

@@ -140,7 +140,7 @@ class Compose:
         if work.avatar.device_compositor is not None:
             work.image = work.avatar.device_compositor.compose(work.rendered, self.pixel_format)
             return
-        image = work.avatar.compositor.compose(cv2.cvtColor(work.rendered.numpy(), cv2.COLOR_RGB2BGR))
+        image = work.avatar.compositor.compose(cv2.cvtColor(work.rendered.cpu().numpy(), cv2.COLOR_RGB2BGR))
         if work.model.banner:
             draw_banner(image, work.model.banner)
         work.image = from_bgr(image, self.pixel_format)
