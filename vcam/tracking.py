@@ -84,7 +84,7 @@ class FaceMeasures:
     eye_open: tuple[float, float]  # the eye on the image's left, then right
     lip_open: float
     pose: tuple[float, float, float]  # pitch, yaw, roll of the head (from the mesh)
-    gaze: tuple[float, float]  # pitch, yaw of the eyes relative to the head
+    gaze: tuple[float, float] | None  # pitch, yaw of the eyes relative to the head (None: not measured)
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class FaceReading:
     """One frame's landmarks and what they give."""
 
     mesh: Mesh
-    irises: np.ndarray  # (2, 2)
+    irises: np.ndarray | None  # (2, 2), when the gaze was measured
     measures: FaceMeasures
     problem: str | None  # why the face cannot drive the avatar (too small, turned away), else None
 
@@ -145,10 +145,12 @@ class FaceLandmarker:
         mesh = self.mesh.run(image, FaceMeshModel.roi(previous.points))
         return mesh if mesh.presence >= MESH_PRESENCE else None
 
-    def read(self, image: np.ndarray, mesh: Mesh) -> FaceReading:
+    def read(self, image: np.ndarray, mesh: Mesh, gaze: bool = True) -> FaceReading:
+        """What ``mesh`` says; the gaze (the iris model, twice) only when asked for."""
         points = mesh.points
-        irises = self.iris.centres(image, points)
-        measures = FaceMeasures(geo.eye_open(points), geo.lip_open(points), geo.head_pose(points), geo.gaze(points, irises))
+        irises = self.iris.centres(image, points) if gaze else None
+        measures = FaceMeasures(geo.eye_open(points), geo.lip_open(points), geo.head_pose(points),
+                                geo.gaze(points, irises) if irises is not None else None)
         return FaceReading(mesh, irises, measures, _problem(points, measures))
 
 
@@ -177,6 +179,7 @@ class FaceTracker:
 
     ``min_cutoff`` and ``beta`` tune the One-Euro filter on the crop (centre and side in units of
     the crop side, per second): lower min_cutoff = steadier when still, higher beta = less lag when moving.
+    ``gaze`` measures where the eyes look (two more model runs a frame; only eye re-aim needs it).
     """
 
     def __init__(
@@ -187,8 +190,10 @@ class FaceTracker:
         min_cutoff: float = 0.5,
         beta: float = 4.0,
         lost_after: int = 5,
+        gaze: bool = True,
     ) -> None:
         self.landmarker = landmarker or FaceLandmarker()
+        self.gaze = gaze
         self._scale, self._shift_y = scale, shift_y
         self._filter = OneEuroFilter(min_cutoff, beta)
         self._lost_after = lost_after
@@ -225,7 +230,7 @@ class FaceTracker:
                 log.info("%d faces in view: following the largest", self.landmarker.faces_in_last_detection)
                 self._said_several = True
         self._mesh = mesh
-        return self.landmarker.read(image, mesh) if mesh is not None else None
+        return self.landmarker.read(image, mesh, self.gaze) if mesh is not None else None
 
     def _smooth(self, rect: geo.CropRect, t: float) -> CropBox:
         """One-Euro filter on centre and side, measured in crop sides of the first frame of this track

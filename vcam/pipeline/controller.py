@@ -97,7 +97,8 @@ class Link(Protocol):
 
 
 def face_tracker(settings: Settings) -> FaceTracker:
-    return FaceTracker(FaceLandmarker(ensure_models(settings.landmarks_dir)), scale=settings.crop_expand, shift_y=settings.crop_shift_y)
+    return FaceTracker(FaceLandmarker(ensure_models(settings.landmarks_dir)), scale=settings.crop_expand, shift_y=settings.crop_shift_y,
+                       gaze=settings.eye_reaim_degrees > 0)  # the gaze only limits the eye re-aim
 
 
 class Pipeline:
