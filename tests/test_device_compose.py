@@ -150,3 +150,16 @@ def test_avatars_of_a_cuda_model_compose_on_the_gpu_unless_told_not_to(liveportr
     with TorchRenderer(liveportrait, "cuda") as renderer:
         avatar = AvatarLoader(ProfileStore(tmp_path), settings).load("default", Model(liveportrait.cfg, renderer, "demo"))
     assert (avatar.device_compositor is not None) is gpu_compose
+
+
+@needs_cuda
+def test_frames_started_back_to_back_each_arrive_whole() -> None:
+    """The pipeline queues the next frame before the last one's download is waited for: each
+    download lands in memory of its own."""
+    compositor = Compositor(portrait(), BOXES["rotated"], (1280, 720))
+    device = DeviceCompositor(compositor.layout, "cuda")
+    rendered = [torch.from_numpy(r).cuda() for r in renders(BOXES["rotated"])]
+    started = [device.start(r, PixelFormat.I420) for r in rendered]
+    assert all(s.copied is not None for s in started)
+    for download, render in zip(started, rendered):
+        assert np.array_equal(download.wait(), device.compose(render, PixelFormat.I420))

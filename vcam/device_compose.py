@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .compose import PasteLayout, draw_banner
 from .pixel_formats import PixelFormat, convert
-from .render.base import to_host
+from .render.base import Download, start_download
 
 SUBPIXEL_STEPS = 32
 """cv2.warpAffine's bilinear sampling positions are fixed point, in 1/32 of a pixel; the grid here
@@ -46,7 +46,12 @@ class DeviceCompositor:
     def compose(self, rendered: torch.Tensor, fmt: PixelFormat) -> np.ndarray:
         """The output frame in ``fmt`` on the host (an array of the caller's own), with ``rendered``
         ((S, S, 3) uint8 RGB on any device, ready on the current stream) pasted at the box."""
-        return to_host(convert(self.frame(rendered), fmt, "rgb"))
+        return self.start(rendered, fmt).wait()
+
+    def start(self, rendered: torch.Tensor, fmt: PixelFormat) -> Download:
+        """As :meth:`compose`, returning as soon as the work is queued: the frame's download runs
+        while the caller goes on (to the next frame's motion, say)."""
+        return start_download(convert(self.frame(rendered), fmt, "rgb"))
 
     def frame(self, rendered: torch.Tensor) -> torch.Tensor:
         """The output frame, (H, W, 3) uint8 RGB on the device."""

@@ -2,10 +2,12 @@
 
 *capture* reads the camera and runs the camera stages (tracking) on each frame, *inference* runs
 the frame stages (motion, render, compose), *output* runs the output stages (send). Tracking a
-frame on the capture thread overlaps the rendering of the one before it. In live mode a slot keeps only the newest item (a slow
-renderer drops old camera frames instead of building a backlog, so latency stays bounded) and the
-output repeats the last frame to keep the virtual camera at a steady rate. In lossless mode
-(rendering a clip to a file) every slot waits instead, so every input frame comes out exactly once.
+frame on the capture thread overlaps the rendering of the one before it, and on a GPU the output
+thread waits for a frame's download while the inference thread starts on the next frame. In live
+mode a slot keeps only the newest item (a slow renderer drops old camera frames instead of
+building a backlog, so latency stays bounded) and the output repeats the last frame to keep the
+virtual camera at a steady rate. In lossless mode (rendering a clip to a file) every slot waits
+instead, so every input frame comes out exactly once.
 Without a camera the inference thread makes frames at the output rate.
 
 The runner takes no orders in the middle of a frame: the controller's commands wait in a queue
@@ -257,6 +259,8 @@ class Runner:
             self._stage_s[stage.name].add(self.clock() - start)
 
     def _send(self, work: FrameWork, fresh: bool) -> None:
+        if work.output is not None:
+            work.output.wait()  # a frame is handed over once its download from the GPU is done
         now = self.clock()
         self._run(self.outputs, work)
         if not fresh:

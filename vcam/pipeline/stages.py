@@ -23,6 +23,7 @@ from ..compose import draw_banner
 from ..models import HeadMotion
 from ..motion import MotionSettings, MotionStage
 from ..pixel_formats import PixelFormat, from_bgr, to_bgr
+from ..render.base import Download
 from ..settings import Settings
 from ..sinks import FrameSink, PreviewSink
 from ..tracking import FaceTracker, TrackResult
@@ -46,9 +47,18 @@ class FrameWork:
     still: np.ndarray | None = None
     """A whole BGR frame a motion source made itself (a call's "waiting for the sender" notice),
     output in place of a render."""
-    image: np.ndarray | None = None
-    """The output frame: a host array of the frame's own, in the sink's pixel format (shaped as
-    :func:`vcam.pixel_formats.buffer_shape` says)."""
+    output: Download | None = None
+    """The output frame, perhaps still on its way from the GPU: read it as :attr:`image`."""
+
+    @property
+    def image(self) -> np.ndarray | None:
+        """The output frame: a host array of the frame's own, in the sink's pixel format (shaped as
+        :func:`vcam.pixel_formats.buffer_shape` says), once its download is done."""
+        return None if self.output is None else self.output.wait()
+
+    @image.setter
+    def image(self, array: np.ndarray) -> None:
+        self.output = Download(array)
 
     @property
     def face_lost(self) -> bool:
@@ -138,7 +148,7 @@ class Compose:
             return
         assert work.rendered is not None
         if work.avatar.device_compositor is not None:
-            work.image = work.avatar.device_compositor.compose(work.rendered, self.pixel_format)
+            work.output = work.avatar.device_compositor.start(work.rendered, self.pixel_format)  # waited for by Send
             return
         image = work.avatar.compositor.compose(cv2.cvtColor(work.rendered.cpu().numpy(), cv2.COLOR_RGB2BGR))
         if work.model.banner:

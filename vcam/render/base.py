@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
@@ -60,17 +61,36 @@ class Renderer(Protocol):
         self.close()
 
 
-def to_host(image: torch.Tensor) -> np.ndarray:
-    """A copy of ``image`` (ready on the current stream) as an array of the caller's own; from a GPU
-    one asynchronous download into pinned memory, waiting for that copy alone."""
+@dataclass(frozen=True)
+class Download:
+    """An image on its way to the host: ``array`` (the caller's own) holds it once :meth:`wait` returns."""
+
+    array: np.ndarray
+    copied: torch.cuda.Event | None = None
+    """Recorded after the copy on the GPU's stream; None when the array is already complete."""
+
+    def wait(self) -> np.ndarray:
+        if self.copied is not None:
+            self.copied.synchronize()
+        return self.array
+
+
+def start_download(image: torch.Tensor) -> Download:
+    """A copy of ``image`` (ready on the current stream) for the host; from a GPU one asynchronous
+    copy into pinned memory, which the caller waits for (:meth:`Download.wait`) when it reads it."""
     if image.device.type != "cuda":
-        return image.numpy().copy()
+        return Download(image.numpy().copy())
     host = torch.empty(image.shape, dtype=image.dtype, pin_memory=True)
     host.copy_(image, non_blocking=True)
     copied = torch.cuda.Event()
     copied.record(torch.cuda.current_stream(image.device))
-    copied.synchronize()
-    return host.numpy()
+    return Download(host.numpy(), copied)
+
+
+def to_host(image: torch.Tensor) -> np.ndarray:
+    """A copy of ``image`` (ready on the current stream) as an array of the caller's own, waiting
+    for that copy alone."""
+    return start_download(image).wait()
 
 
 @contextlib.contextmanager
