@@ -23,7 +23,7 @@ from vcam.render import select_renderer
 from vcam.render.bench import run_bench
 from vcam.render.compile_cache import CompileCache, CompileKey, compile_folder
 from vcam.render.gridsample import grid_sample_3d_gather
-from vcam.render.base import Renderer, image_to_uint8
+from vcam.render.base import Renderer, image_to_uint8, to_host
 from vcam.render.fast import FastConv, FusedSPADE, PointwiseConv, TapConv, autotune_convs, speed_up
 from vcam.render.graphs import DrivingKeypointsGraph, head_tensors, inference_copy, make_sample
 from vcam.render.select import start_renderer
@@ -423,3 +423,26 @@ def test_cuda_starts_uncompiled_while_the_compiled_renderer_is_built_beside_it(t
     assert np.abs(a.astype(np.int16) - b.astype(np.int16)).mean() < FP16_TOLERANCE["mean"] and psnr(a, b) > FP16_TOLERANCE["psnr"]
     saved = CompileCache(compile_folder(tmp_path, model.cfg.name, "fp16"), CompileKey.here(torch.device("cuda", torch.cuda.current_device()), "w1", "fp16"))
     assert saved.saved_conv_modes()  # the next start's stand-in skips the timing
+
+
+@needs_cuda
+def test_the_next_motion_is_read_while_the_last_frame_is_drawn() -> None:
+    """As the pipeline drives it: a frame's image is still being drawn (not waited for) when the
+    next crop's motion is read on the motion stream; both come out as when run one after another."""
+    model = build_model(demo_config(LIVEPORTRAIT), seed=0)
+    rng = np.random.default_rng(3)
+    size = model.cfg.input_size
+    crops_ = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(5)]
+    with TorchRenderer(model, "cuda", "fp16") as renderer:
+        source = renderer.prepare_source(crops_[0])
+        motions = [renderer.extract_motion(c) for c in crops_]
+        images = [renderer.render(source, model.head_motion(m)) for m in motions]
+        overlapped, drawn = [], None
+        motion = renderer.extract_motion(crops_[0])
+        for k in range(len(crops_)):
+            drawn = renderer.render_device(source, model.head_motion(motion))
+            if k + 1 < len(crops_):
+                motion = renderer.extract_motion(crops_[k + 1])  # while the GPU draws frame k
+                assert torch.equal(motion.exp, motions[k + 1].exp)
+            overlapped.append(to_host(drawn))
+    assert all(np.array_equal(a, b) for a, b in zip(overlapped, images))

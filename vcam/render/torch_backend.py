@@ -3,7 +3,9 @@
 On CUDA the per-frame work is two fixed sequences of kernels over fixed buffers: motion (crop →
 motion estimate) and render (head → driving keypoints → warp → decode → uint8 image). Each is
 captured once into a CUDA graph and replayed, so a frame costs one upload and one replay; the
-image stays on the GPU for the compositor (:meth:`TorchRenderer.render_device`). The heavy
+image stays on the GPU for the compositor (:meth:`TorchRenderer.render_device`). Motion runs on a
+stream of its own: it needs nothing but its crop, so the next frame's motion is read while the
+GPU still draws (and composes) the last one. The heavy
 networks (motion extractor, warping network, generator) hold weights in the reduced dtype and run
 under autocast, which keeps the geometry (sparse motions, heatmaps, softmax, sampling grids) in
 float32; the keypoint math and retargeting MLPs stay float32.
@@ -156,6 +158,7 @@ class TorchRenderer(Renderer):
         # Pinned host copies let uploads and downloads run asynchronously on the renderer's stream.
         self._host = {buf: torch.zeros_like(buf, device="cpu").pin_memory() if cuda else buf for buf in (self._crop, self._motion, self._head)}
         self._stream = torch.cuda.Stream(target) if cuda else None
+        self._motion_stream = torch.cuda.Stream(target) if cuda else None
         self._head_sent = torch.cuda.Event() if cuda else None
         """Recorded when the head has left its pinned buffer for the device (the next frame's waits for it)."""
 
@@ -202,10 +205,16 @@ class TorchRenderer(Renderer):
     # -- Renderer ----------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _running(self) -> Iterator[None]:
+    def _running(self, alone_on: torch.cuda.Stream | None = None) -> Iterator[None]:
+        """The body, on CUDA on the render stream after the caller's work, or on ``alone_on``
+        without waiting for anything (for work whose inputs come from the host)."""
         if self._motion_net is None:
             raise VcamError("this renderer was closed: create a new one")
-        with torch.no_grad(), (on_own_stream(self._stream) if self._cuda else contextlib.nullcontext()):
+        if not self._cuda:
+            on: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+        else:
+            on = torch.cuda.stream(alone_on) if alone_on is not None else on_own_stream(self._stream)
+        with torch.no_grad(), on:
             yield
 
     def _send(self, buffer: torch.Tensor) -> None:
@@ -214,12 +223,12 @@ class TorchRenderer(Renderer):
         if host is not buffer:
             buffer.copy_(host, non_blocking=True)
 
-    def _receive(self, buffer: torch.Tensor) -> torch.Tensor:
-        """Device buffer → its host copy, once the stream's work is done."""
+    def _receive(self, buffer: torch.Tensor, stream: torch.cuda.Stream | None) -> torch.Tensor:
+        """Device buffer → its host copy, once ``stream``'s work is done."""
         host = self._host[buffer]
         if host is not buffer:
             host.copy_(buffer, non_blocking=True)
-            self._stream.synchronize()
+            stream.synchronize()
         return host
 
     def prepare_source(self, crop_rgb: np.ndarray) -> SourceState:
@@ -231,11 +240,12 @@ class TorchRenderer(Renderer):
 
     def extract_motion(self, crop_rgb: np.ndarray) -> MotionEstimate:
         crop = torch.from_numpy(check_crop(crop_rgb, self._size))
-        with self._running():
+        # Alone on its stream: the crop comes from the host and the last motion pass was waited for.
+        with self._running(alone_on=self._motion_stream):
             self._host[self._crop].copy_(crop)
             self._send(self._crop)
             self._motion_step()
-            packed = self._receive(self._motion)
+            packed = self._receive(self._motion, self._motion_stream)
         return motion_estimate(self._motion_layout.views(packed))
 
     def render_device(self, source: SourceState, head: HeadMotion) -> torch.Tensor:
@@ -252,8 +262,9 @@ class TorchRenderer(Renderer):
         return self._image
 
     def close(self) -> None:
-        if self._cuda and self._stream is not None:
-            self._stream.synchronize()
+        if self._cuda:
+            for stream in (self._stream, self._motion_stream):
+                stream.synchronize()
         self._motion_step = self._render_step = None  # type: ignore[assignment]
         self._motion_net = self._warp_net = None  # type: ignore[assignment]
         self._upload.forget()
