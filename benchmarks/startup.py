@@ -17,13 +17,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def frame_time_ms(renderer: Any, model: Any, crop: Any, source: Any, frames: int = 30) -> float:
+    """Median milliseconds of motion + render (downloaded), as the app runs a frame."""
+    times = []
+    for _ in range(frames):
+        began = time.perf_counter()
+        renderer.render(source, model.head_motion(renderer.extract_motion(crop)))
+        times.append(1000 * (time.perf_counter() - began))
+    return statistics.median(times)
 
 
 def one_start(args: argparse.Namespace) -> None:
@@ -49,13 +61,15 @@ def one_start(args: argparse.Namespace) -> None:
         head = model.head_motion(renderer.extract_motion(crops[1]))
         image = renderer.render(source, head)
         marks["first frame"] = time.time() - started
+        frame_ms = {"quick": frame_time_ms(renderer, model, crops[1], source)}
     steps = {"quick": getattr(quick.renderer, "startup_s", {})}
     if quick.full_speed is not None:
         with quick.full_speed() as full:
             full.render(source, head)
             marks["full speed"] = time.time() - started
             steps["full"] = getattr(full, "startup_s", {})
-    print(json.dumps({"marks": marks, "renderer_steps": steps, "reason": quick.reason,
+            frame_ms["full"] = frame_time_ms(full, model, crops[1], source)
+    print(json.dumps({"marks": marks, "renderer_steps": steps, "frame_ms": frame_ms, "reason": quick.reason,
                       "image_mean": float(image.mean()), "gpu": torch.cuda.get_device_name()}))
 
 
@@ -88,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(run)
         steps = "; ".join(f"{part}: " + ", ".join(f"{k} {v:.2f}" for k, v in times.items()) for part, times in run["renderer_steps"].items())
         marks = ", ".join(f"{k} {v:.2f}" for k, v in run["marks"].items())
-        print(f"start {i + 1}: first frame after {run['marks']['first frame']:.2f} s ({marks}; renderer: {steps})\n  {run['reason']}")
+        frames = ", ".join(f"{k} {v:.2f} ms" for k, v in run["frame_ms"].items())
+        print(f"start {i + 1}: first frame after {run['marks']['first frame']:.2f} s ({marks}; renderer: {steps}; a frame: {frames})\n  {run['reason']}")
     if args.json:
         args.json.write_text(json.dumps(runs, indent=2) + "\n")
     return 0

@@ -62,7 +62,8 @@ def torch_cuda(target: Target) -> Availability:
     def quick() -> Renderer:
         from .torch_backend import TorchRenderer
 
-        return TorchRenderer(target.model, "cuda", target.precision, fast=fast, saved_conv_modes=cache().saved_conv_modes())
+        # For the seconds until the compiled renderer takes over: no timing of any kind at start.
+        return TorchRenderer(target.model, "cuda", target.precision, fast=fast, saved_conv_modes=cache().saved_conv_modes(), cudnn_benchmark=False)
 
     compiled = ", torch.compile" if compile_mode else ", no Triton so no torch.compile" if not target.options else ""
     plain = "" if fast else ", without vcam.render.fast"

@@ -62,10 +62,10 @@ def _channels_last(module: nn.Module) -> None:
             conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last_3d)
 
 
-def _capture(step: Callable[[], None], stream: torch.cuda.Stream) -> Callable[[], None]:
+def _capture(step: Callable[[], None], stream: torch.cuda.Stream, cudnn_benchmark: bool) -> Callable[[], None]:
     """``step`` warmed up (cuDNN autotuning, compilation) and captured into a CUDA graph. The capture
     forbids unsafe CUDA calls in this thread only: another renderer may go on rendering meanwhile."""
-    with torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False):
+    with torch.backends.cudnn.flags(enabled=True, benchmark=cudnn_benchmark, deterministic=False):
         with torch.cuda.stream(stream):
             for _ in range(3):
                 step()
@@ -83,8 +83,9 @@ class TorchRenderer(Renderer):
     per-frame path runs. ``cache`` (used when compiling with CUDA graphs) keeps the convolution
     forms and the compiled kernels between starts; its ``status`` says whether they were loaded or
     rebuilt. ``saved_conv_modes`` are convolution forms chosen before (:meth:`CompileCache.saved_conv_modes`),
-    which spare an uncompiled renderer the timing of every layer. ``startup_s`` holds the seconds each
-    start-up step took."""
+    which spare an uncompiled renderer the timing of every layer. ``cudnn_benchmark`` lets cuDNN time
+    its algorithms for every convolution before the graphs are captured (a slower start for faster
+    frames). ``startup_s`` holds the seconds each start-up step took."""
 
     def __init__(
         self,
@@ -98,6 +99,7 @@ class TorchRenderer(Renderer):
         fast: bool = True,
         cache: CompileCache | None = None,
         saved_conv_modes: dict[str, str] | None = None,
+        cudnn_benchmark: bool = True,
     ) -> None:
         began = time.perf_counter()
         self.startup_s: dict[str, float] = {}
@@ -181,9 +183,9 @@ class TorchRenderer(Renderer):
         self._render_step: Callable[[], None] = self._render_pass
         if cuda and cuda_graphs:
             with torch.no_grad():
-                self._motion_step = _capture(self._motion_pass, self._stream)
+                self._motion_step = _capture(self._motion_pass, self._stream, cudnn_benchmark)
                 step_done("motion graph")
-                self._render_step = _capture(self._render_pass, self._stream)
+                self._render_step = _capture(self._render_pass, self._stream, cudnn_benchmark)
                 step_done("render graph")
         if cache is not None and not cache.hit:
             cache.save(conv_modes(nets))
