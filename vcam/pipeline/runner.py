@@ -125,13 +125,15 @@ class Runner:
     # -- life cycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        workers = [("vcam-inference", self._inference_loop), ("vcam-output", self._output_loop)]
+        workers: list[tuple[str, Callable[[], None], Slot[FrameWork] | None]] = [
+            ("vcam-inference", self._inference_loop, self._outputs), ("vcam-output", self._output_loop, None),
+        ]
         if self.source is not None:
-            workers.insert(0, ("vcam-capture", self._capture_loop))
+            workers.insert(0, ("vcam-capture", self._capture_loop, None))
         else:
             self._frames.close()
-        for name, target in workers:
-            thread = threading.Thread(target=self._guard(target), name=name, daemon=True)
+        for name, target, feeds in workers:
+            thread = threading.Thread(target=self._guard(target, feeds), name=name, daemon=True)
             self._threads.append(thread)
             thread.start()
 
@@ -162,7 +164,10 @@ class Runner:
             dropped=self._frames.dropped + self._outputs.dropped,
         )
 
-    def _guard(self, loop: Callable[[], None]) -> Callable[[], None]:
+    def _guard(self, loop: Callable[[], None], feeds: Slot[FrameWork] | None = None) -> Callable[[], None]:
+        """``loop`` with its failure reported; the slot it ``feeds`` is closed after that report, so
+        the thread downstream never sees the run end before its failure is known."""
+
         def run() -> None:
             try:
                 loop()
@@ -171,6 +176,9 @@ class Runner:
                 self.on_error(str(exc) or type(exc).__name__)
                 self.stop()
                 self.finished.set()
+            finally:
+                if feeds is not None:
+                    feeds.close()
 
         return run
 
@@ -220,7 +228,6 @@ class Runner:
                 if not self._outputs.put(work):
                     break
         finally:
-            self._outputs.close()
             self._apply_commands()  # a model swapped in after the last frame is the one closed at the end
 
     def _output_loop(self) -> None:
@@ -238,8 +245,6 @@ class Runner:
             if self.max_frames is not None and self._frames_out >= self.max_frames:
                 self.stop()
                 break
-        # The frames ran out because the inference thread ended: a failure it reports comes first.
-        next(t for t in self._threads if t.name == "vcam-inference").join()
         self.finished.set()
 
     # -- one frame --------------------------------------------------------------------------------
