@@ -62,14 +62,17 @@ def one_start(args: argparse.Namespace) -> None:
         image = renderer.render(source, head)
         marks["first frame"] = time.time() - started
         frame_ms = {"quick": frame_time_ms(renderer, model, crops[1], source)}
+        # As in the app, the stand-in is still open while the compiled renderer is built.
+        full = quick.full_speed() if quick.full_speed is not None else None
     steps = {"quick": getattr(quick.renderer, "startup_s", {})}
-    if quick.full_speed is not None:
-        with quick.full_speed() as full:
+    if full is not None:
+        with full:
             full.render(source, head)
             marks["full speed"] = time.time() - started
             steps["full"] = getattr(full, "startup_s", {})
             frame_ms["full"] = frame_time_ms(full, model, crops[1], source)
-    print(json.dumps({"marks": marks, "renderer_steps": steps, "frame_ms": frame_ms, "reason": quick.reason,
+    gpu_peak_mib = torch.cuda.max_memory_allocated() / 2**20
+    print(json.dumps({"marks": marks, "renderer_steps": steps, "frame_ms": frame_ms, "gpu_peak_mib": gpu_peak_mib, "reason": quick.reason,
                       "image_mean": float(image.mean()), "gpu": torch.cuda.get_device_name()}))
 
 
@@ -103,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         steps = "; ".join(f"{part}: " + ", ".join(f"{k} {v:.2f}" for k, v in times.items()) for part, times in run["renderer_steps"].items())
         marks = ", ".join(f"{k} {v:.2f}" for k, v in run["marks"].items())
         frames = ", ".join(f"{k} {v:.2f} ms" for k, v in run["frame_ms"].items())
-        print(f"start {i + 1}: first frame after {run['marks']['first frame']:.2f} s ({marks}; renderer: {steps}; a frame: {frames})\n  {run['reason']}")
+        print(f"start {i + 1}: first frame after {run['marks']['first frame']:.2f} s ({marks}; renderer: {steps}; a frame: {frames}; "
+              f"GPU memory peak {run['gpu_peak_mib']:.0f} MiB)\n  {run['reason']}")
     if args.json:
         args.json.write_text(json.dumps(runs, indent=2) + "\n")
     return 0

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
+import torch
 
 from .app import LoadedModel, open_renderer, pipeline_over, profile_store, weights_folder
 from .capture import ClipSource
@@ -106,9 +107,12 @@ def run_frame_bench(
             latency = "" if result.latency_p50_ms is None else f", latency {result.latency_p50_ms:.1f} ms median, {result.latency_p99_ms:.1f} ms p99"
             out(f"bench: {row.path}: {result.fps:.1f} fps ({result.ms_per_frame:.2f} ms a frame){latency}")
     out(format_rows(results))
+    gpu_peak_mib = torch.cuda.max_memory_allocated() / 2**20 if gpu else None
+    if gpu_peak_mib is not None:
+        out(f"bench: GPU memory peak {gpu_peak_mib:.0f} MiB (torch's allocations: the renderer and every row)")
     if json_path is not None:
         report = {"environment": environment(), "weights_id": weights_id, "renderer": reason, "clip": str(source or "keyframe"),
-                  "results": [asdict(r) for r in results]}
+                  "gpu_peak_mib": gpu_peak_mib, "results": [asdict(r) for r in results]}
         atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
     return results
 
