@@ -131,6 +131,7 @@ def _measure(pipeline: Pipeline, row: Row, warmup: int, frames: int, settings: S
     while not pipeline.wait(timeout=POLL_S):
         if began is None and pipeline.status().frames_out >= warmup:
             began, counted = time.perf_counter(), pipeline.status().frames_out
+            pipeline.forget_latencies()
     ended, status = time.perf_counter(), pipeline.status()
     if status.state.value == "error" or began is None or counted is None:
         raise VcamError(f"the {row.path} run failed: {status.message or f'it ended before {warmup} frames'}")

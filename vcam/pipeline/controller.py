@@ -186,6 +186,10 @@ class Pipeline:
     def max_frames(self, count: int | None) -> None:
         self._runner.max_frames = count
 
+    def forget_latencies(self) -> None:
+        """Start the latency percentiles afresh (a benchmark leaves its warm-up frames out)."""
+        self._runner.forget_latencies()
+
     @property
     def renderer(self) -> Renderer:
         """The renderer the frames are drawn with now (the caller closes the last one after :meth:`join`)."""

@@ -119,6 +119,7 @@ class Runner:
         self._stage_s = {stage.name: Ewma() for stage in (*self.camera_stages, *self.stages, *self.outputs)}
         self._fps, self._latency = Ewma(0.05), Ewma(0.1)
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._latencies_lock = threading.Lock()  # the output thread adds, any thread reads
         self._frames_in = self._frames_out = 0
         self._last_sent_at: float | None = None
 
@@ -151,8 +152,14 @@ class Runner:
         """Apply ``command`` to the scene before the next frame (in the order submitted)."""
         self._commands.put(command)
 
+    def forget_latencies(self) -> None:
+        with self._latencies_lock:
+            self._latencies.clear()
+
     def measures(self) -> Measures:
-        p50, p99 = np.percentile(self._latencies, [50, 99]) if self._latencies else (0.0, 0.0)
+        with self._latencies_lock:
+            latencies = list(self._latencies)
+        p50, p99 = np.percentile(latencies, [50, 99]) if latencies else (0.0, 0.0)
         return Measures(
             fps=self._fps.value,
             latency_ms=self._latency.value * 1000,
@@ -273,7 +280,8 @@ class Runner:
         self._frames_out += 1
         if not self.lossless:  # a lossless run works through the clip at its own pace
             self._latency.add(now - work.t)
-            self._latencies.append(now - work.t)
+            with self._latencies_lock:
+                self._latencies.append(now - work.t)
         if self._last_sent_at is not None and now > self._last_sent_at:
             self._fps.add(1.0 / (now - self._last_sent_at))
         self._last_sent_at = now
