@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import pytest
+from waiting import wait_until
 
 from vcam import app
 from vcam.errors import VcamError
@@ -52,13 +52,6 @@ def test_a_failed_start_closes_the_renderer(tmp_path, monkeypatch):
     assert [r.closed for r in opened] == [1]
 
 
-def _wait_for(condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
 def test_a_live_start_renders_with_the_quick_renderer_then_swaps_in_the_full_one(tmp_path, monkeypatch):
     """What a compiling backend does at start-up (its quick stand-in first, the compiled renderer
     built on a thread of its own), with CPU renderers standing for both."""
@@ -86,12 +79,12 @@ def test_a_live_start_renders_with_the_quick_renderer_then_swaps_in_the_full_one
     )
     lines: list[str] = []
     with app.running_pipeline(settings, on_ready=lines.append) as pipeline:
-        _wait_for(lambda: pipeline.status().frames_out >= 3)
+        wait_until(lambda: pipeline.status().frames_out >= 3, "the quick renderer's frames", 60.0)
         assert pipeline.renderer is quick[0] and lines == ["torch-cpu: the quick one"]
         may_finish.set()
-        _wait_for(lambda: bool(full) and pipeline.renderer is full[0])
+        wait_until(lambda: bool(full) and pipeline.renderer is full[0], "the full-speed renderer to take over", 60.0)
         swapped_at = pipeline.status().frames_out
-        _wait_for(lambda: pipeline.status().frames_out >= swapped_at + 3)
+        wait_until(lambda: pipeline.status().frames_out >= swapped_at + 3, "frames from the full-speed renderer", 60.0)
         assert pipeline.status().banner is not None  # still the demo model, labelled as such
     assert quick[0].closed == 1 and full[0].closed == 1
     assert len(lines) == 2 and lines[1].startswith("torch-cpu at full speed (compiled in the background in")

@@ -21,6 +21,7 @@ import numpy as np
 from clips import placed, write_clip
 from test_stream_codec import head
 from test_tray_app import SystemTray, shown_as, start, system_tray, window_name  # noqa: F401 (a fixture)
+import waiting
 from Xlib import X
 
 from tray.app import TrayApp
@@ -41,10 +42,7 @@ RECEIVING = re.compile(r"Receiving from 127\.0\.0\.1 · \d+\.\d kbit/s · loss \
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+    waiting.wait_until(condition, what, timeout)
 
 
 def call_settings(home, **changes) -> Settings:

@@ -19,6 +19,7 @@ import pytest
 from conftest import save_artifact
 from test_first_run import TITLE, wait_for_picture, window_geometry
 from test_sinks import CLOSE_WINDOW
+import waiting
 from PIL import Image, ImageChops, ImageGrab, ImageStat
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,10 +60,7 @@ def down_to(entry: str) -> list[str]:
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+    waiting.wait_until(condition, what, timeout, poll_s=0.2)
 
 
 def settled(display: str, box: tuple[int, int, int, int]) -> Image.Image:
