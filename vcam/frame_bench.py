@@ -129,8 +129,9 @@ def _measure(pipeline: Pipeline, row: Row, warmup: int, frames: int, settings: S
     pipeline.max_frames = warmup + frames
     began = counted = None
     while not pipeline.wait(timeout=POLL_S):
-        if began is None and pipeline.status().frames_out >= warmup:
-            began, counted = time.perf_counter(), pipeline.status().frames_out
+        done = pipeline.status().frames_out
+        if began is None and done >= warmup:
+            began, counted = time.perf_counter(), done
             pipeline.forget_latencies()
     ended, status = time.perf_counter(), pipeline.status()
     if status.state.value == "error" or began is None or counted is None:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -210,20 +210,13 @@ class Pipeline:
                     state = link_state
             return PipelineStatus(
                 state=state,
-                fps=measures.fps,
-                latency_ms=measures.latency_ms,
-                latency_p50_ms=measures.latency_p50_ms,
-                latency_p99_ms=measures.latency_p99_ms,
                 backend=model.renderer.name,
                 camera=self.camera,
                 profile=self._profile,
                 message=message,
-                stage_ms=measures.stage_ms,
-                frames_in=measures.frames_in,
-                frames_out=measures.frames_out,
-                dropped=measures.dropped,
                 weights_id=model.weights_id,
                 banner=model.banner,
+                **{f.name: getattr(measures, f.name) for f in fields(measures)},  # every measure under its own name
             )
 
     def _notify(self) -> None:

@@ -33,6 +33,8 @@ class Measures:
 
 @dataclass(frozen=True)
 class PipelineStatus:
+    """The state the user sees, with every field of :class:`Measures` under the same name."""
+
     state: PipelineState
     fps: float
     latency_ms: float
