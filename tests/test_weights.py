@@ -148,3 +148,13 @@ def test_importing_notes_on_the_command_line_is_one_line(tmp_path, monkeypatch, 
     assert main(["weights", "import", "--model", "facevid2vid", str(notes)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "notes.txt is not a PyTorch checkpoint" in err
+
+
+def test_a_folder_without_one_networks_file_is_refused(tmp_path):
+    model = build_model(demo_config(LIVEPORTRAIT), seed=18)
+    dest = import_and_install(model.cfg, write_liveportrait(model, tmp_path / "downloads"), tmp_path / "w")
+    manifest = json.loads((dest / "manifest.json").read_text())
+    del manifest["files"]["spade_generator.safetensors"]
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(VcamError, match="no weights for spade_generator: run `vcam weights fetch`"):
+        load_model(dest)

@@ -8,21 +8,23 @@ never arbitrary pickled objects.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import pickle
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save
+from torch import nn
 
 from . import download
 from .download import HubFile, Progress, sha256_file
 from .errors import VcamError
 from .fileio import atomic_write_bytes, atomic_write_text
-from .models import CONFIGS, ModelConfig, TalkingHeadModel, build_model, config_by_name, demo_config
+from .models import CONFIGS, ModelConfig, TalkingHeadModel, config_by_name, demo_config
 
 MANIFEST = "manifest.json"
 StateDict = dict[str, torch.Tensor]
@@ -220,6 +222,22 @@ def build_model_on_meta(cfg: ModelConfig) -> TalkingHeadModel:
         return TalkingHeadModel(cfg)
 
 
+@contextlib.contextmanager
+def _initialisation_skipped() -> Iterator[None]:
+    """``torch.nn.init``'s functions as no-ops, for networks whose every weight is loaded right after
+    (initialising 130 M parameters at random took most of the loading time). Building on the meta
+    device instead would import torch.compile's tracer (over a second) on the way to the first frame."""
+    names = [name for name in dir(nn.init) if name.endswith("_") and not name.startswith("_")]
+    saved = {name: getattr(nn.init, name) for name in names}
+    for name in names:
+        setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(nn.init, name, function)
+
+
 def install(cfg: ModelConfig, networks: dict[str, StateDict], dest: Path, sources: dict[str, str]) -> Path:
     """Write one safetensors file per network and the manifest into ``dest``, atomically."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -268,12 +286,17 @@ def verify(folder: Path) -> list[str]:
 
 
 def load_model(folder: Path, device: str | torch.device = "cpu") -> TalkingHeadModel:
-    """The model described by an installed weights folder, in eval mode."""
+    """The model described by an installed weights folder, in eval mode.
+
+    The networks are built without the random initialisation that the files overwrite anyway.
+    """
     manifest = read_manifest(folder)
     cfg = config_by_name(str(manifest.get("model", "")))
     if cfg is None:
         raise VcamError(f"{folder} holds weights for unknown model {manifest.get('model')!r}: reinstall them")
-    model = build_model(cfg)
+    with _initialisation_skipped():
+        model = TalkingHeadModel(cfg).to(device)
+    loaded = set()
     for name in manifest["files"]:
         network = name.removesuffix(".safetensors")
         try:
@@ -281,7 +304,11 @@ def load_model(folder: Path, device: str | torch.device = "cpu") -> TalkingHeadM
         except Exception as exc:  # safetensors raises its own error types for damaged files
             raise VcamError(f"{folder / name} is damaged ({exc}): run `vcam weights verify`, then fetch again") from exc
         model.get_submodule(network).load_state_dict(state, strict=True)
-    return model.to(device).eval()
+        loaded.add(network)
+    missing = sorted({key.split(".")[0] for key in model.state_dict()} - loaded)
+    if missing:
+        raise VcamError(f"{folder} has no weights for {', '.join(missing)}: run `vcam weights fetch` (or import them) again")
+    return model.eval()
 
 
 def fetch(model_name: str, dest: Path, progress: Callable[[str], Progress] | None = None) -> Path:
