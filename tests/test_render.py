@@ -24,7 +24,7 @@ from vcam.render.bench import run_bench
 from vcam.render.compile_cache import CompileCache, CompileKey, compile_folder
 from vcam.render.gridsample import grid_sample_3d_gather
 from vcam.render.base import Renderer, image_to_uint8, to_host
-from vcam.render.fast import FastConv, FusedSPADE, PointwiseConv, TapConv, autotune_convs, speed_up
+from vcam.render.fast import DepthwiseConv, FastConv, FusedSPADE, PointwiseConv, TapConv, autotune_convs, speed_up
 from vcam.render.graphs import DrivingKeypointsGraph, head_tensors, inference_copy, make_sample
 from vcam.render.select import start_renderer
 from vcam.render.torch_backend import TorchRenderer
@@ -142,6 +142,20 @@ def test_render_is_the_download_of_render_device(model: TalkingHeadModel) -> Non
         assert np.array_equal(renderer.render(a, head), kept.numpy())
         image[:] = 0  # the caller's array is its own: the renderer's image is untouched
         assert not np.array_equal(renderer.render_device(b, head).numpy(), image)
+
+
+def test_a_renderer_can_take_over_another_ones_networks(model: TalkingHeadModel) -> None:
+    source_crop, driving_crop = crops(model, seed=6)
+    first = TorchRenderer(model)
+    with TorchRenderer(model, share_networks_with=first) as second:
+        assert all(a is b for a, b in zip(first._nets.parameters(), second._nets.parameters()))
+        source = first.prepare_source(source_crop)
+        head = model.head_motion(first.extract_motion(driving_crop))
+        image = first.render(source, head)
+        first.close()  # the networks stay with the renderer that took them over
+        assert np.array_equal(second.render(source, head), image)
+    with pytest.raises(VcamError, match="was closed"):
+        TorchRenderer(model, share_networks_with=first)
 
 
 def test_renderer_errors_are_clear(model: TalkingHeadModel) -> None:
@@ -283,6 +297,21 @@ def test_conv_autotuning_under_reduced_precision(model: TalkingHeadModel) -> Non
     assert got.shape == expected.shape and (got - expected).abs().mean() < 0.05
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_unrolled_depthwise_convolution_equals_the_convolution(bias: bool) -> None:
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(16, 16, 7, padding=3, groups=16, bias=bias)
+    x = torch.randn(1, 16, 11, 9)
+    rewritten = DepthwiseConv(conv)
+    assert DepthwiseConv.applies_to(conv) and not DepthwiseConv.applies_to(torch.nn.Conv2d(16, 16, 7, padding=3))
+    with torch.no_grad():
+        expected = conv(x)
+        assert torch.equal(rewritten(x), expected)
+        rewritten.unrolled = True
+        assert torch.allclose(rewritten(x), expected, atol=1e-5)
+        assert rewritten(x.half()).dtype == torch.half
+
+
 @pytest.mark.parametrize(
     ("conv", "shape"),
     [
@@ -418,6 +447,7 @@ def test_cuda_starts_uncompiled_while_the_compiled_renderer_is_built_beside_it(t
         frames.append(quick.render(source, head))
     builder.join()
     with quick, built[0] as full:
+        assert all(a is b for a, b in zip(quick._nets.parameters(), full._nets.parameters()))  # one copy of the weights
         a, b = quick.render(source, head), full.render(source, head)
     assert frames and all(np.array_equal(f, a) for f in frames)  # undisturbed by the capture beside it
     assert np.abs(a.astype(np.int16) - b.astype(np.int16)).mean() < FP16_TOLERANCE["mean"] and psnr(a, b) > FP16_TOLERANCE["psnr"]

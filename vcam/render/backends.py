@@ -17,6 +17,7 @@ from .registry import Availability, Target
 
 if TYPE_CHECKING:
     from .compile_cache import CompileCache
+    from .torch_backend import TorchRenderer
 
 
 def tensorrt(target: Target) -> Availability:
@@ -54,16 +55,22 @@ def torch_cuda(target: Target) -> Availability:
         key = CompileKey.here(torch.device("cuda", torch.cuda.current_device()), target.weights_id, target.precision)
         return CompileCache(compile_folder(target.engines_dir, target.model.cfg.name, target.precision), key)
 
+    stand_ins: list[TorchRenderer] = []
+    """The quick renderer, once made: the full-speed one takes over its networks."""
+
     def make() -> Renderer:
         from .torch_backend import TorchRenderer
 
-        return TorchRenderer(target.model, "cuda", target.precision, compile_mode=compile_mode, fast=fast, cache=cache() if cached else None)
+        return TorchRenderer(target.model, "cuda", target.precision, compile_mode=compile_mode, fast=fast, cache=cache() if cached else None,
+                             share_networks_with=stand_ins[-1] if stand_ins else None)
 
     def quick() -> Renderer:
         from .torch_backend import TorchRenderer
 
         # For the seconds until the compiled renderer takes over: no timing of any kind at start.
-        return TorchRenderer(target.model, "cuda", target.precision, fast=fast, saved_conv_modes=cache().saved_conv_modes(), cudnn_benchmark=False)
+        stand_ins.append(TorchRenderer(target.model, "cuda", target.precision, fast=fast, saved_conv_modes=cache().saved_conv_modes(),
+                                       cudnn_benchmark=False))
+        return stand_ins[-1]
 
     compiled = ", torch.compile" if compile_mode else ", no Triton so no torch.compile" if not target.options else ""
     plain = "" if fast else ", without vcam.render.fast"

@@ -12,6 +12,8 @@ Each rewrite keeps the model's outputs (up to float rounding) and is applied to 
   depth taps stacked as output channels, then summed along depth with shifts ("depth-folded"):
   narrow outputs such as the 7×7×7 mask head become wide GEMMs. :func:`autotune_convs` times both
   ways on the device and keeps the faster, per layer.
+* Depthwise convolutions (the motion extractor's) optionally unrolled into shifted multiply-adds
+  that torch.compile fuses.
 * SPADE: instance norm computed with layout-preserving reductions (channels-last stays
   channels-last; statistics in float32, as ``F.instance_norm`` keeps them), γ and β predicted by
   one convolution with the 1 of (1 + γ) folded into its bias, and the modulation applied by fused
@@ -167,6 +169,8 @@ class TapConv(nn.Module):
         out_channels, in_channels, k, _ = conv.weight.shape
         self.k, self.out_channels = k, out_channels
         taps = conv.weight.detach().permute(2, 3, 0, 1).reshape(k * k * out_channels, in_channels)
+        # Zero rows up to a multiple of 8 keep the product on aligned (tensor-core) kernels.
+        taps = torch.cat([taps, taps.new_zeros(_aligned(len(taps)) - len(taps), in_channels)])
         self.weight = nn.Parameter(taps.contiguous(), requires_grad=False)
         bias = conv.bias.detach() if conv.bias is not None else conv.weight.new_zeros(out_channels)
         self.bias = nn.Parameter(bias, requires_grad=False)
@@ -182,11 +186,61 @@ class TapConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
         k, half = self.k, self.k // 2
-        taps = F.linear(x.movedim(1, -1), self.weight).view(b, h, w, k, k, self.out_channels)
+        taps = F.linear(x.movedim(1, -1), self.weight)[..., : k * k * self.out_channels].reshape(b, h, w, k, k, self.out_channels)
         taps = F.pad(taps, (0, 0, 0, 0, 0, 0, half, half, half, half))
         # Output (y, x) gathers tap (dy, dx) computed at input (y + dy − half, x + dx − half).
         out = sum(taps[:, dy : dy + h, dx : dx + w, dy, dx] for dy in range(k) for dx in range(k))
         return (out + self.bias).movedim(-1, 1)
+
+
+class DepthwiseConv(nn.Module):
+    """A k×k "same" depthwise convolution (the motion extractor's 7×7 ConvNeXt convolutions).
+
+    ``unrolled`` computes it as k² shifted multiply-adds in float32, which torch.compile fuses into
+    one kernel with what follows (cuDNN's depthwise kernel took 11–16 µs per layer on an H100 for
+    ≈ 2 µs of memory traffic); uncompiled, that would be 2·k² kernels, so it stays off there.
+    """
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.conv = conv
+        self.unrolled = False
+
+    @staticmethod
+    def applies_to(conv: nn.Module) -> bool:
+        if not isinstance(conv, nn.Conv2d):
+            return False
+        k = conv.kernel_size[0]
+        return (conv.groups == conv.in_channels == conv.out_channels and conv.kernel_size == (k, k) and k % 2 == 1
+                and conv.stride == (1, 1) and conv.padding == (k // 2, k // 2) and conv.dilation == (1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.unrolled:
+            return self.conv(x)
+        weight = self.conv.weight.float()
+        bias = self.conv.bias if self.conv.bias is not None else weight.new_zeros(len(weight))
+        k = weight.shape[-1]
+        h, w = x.shape[2:]
+        padded = F.pad(x, (k // 2,) * 4).float()
+        out = bias.float().view(1, -1, 1, 1)
+        for dy in range(k):
+            for dx in range(k):
+                out = out + padded[:, :, dy : dy + h, dx : dx + w] * weight[:, 0, dy, dx].view(1, -1, 1, 1)
+        return out.to(x.dtype)
+
+
+def use_depthwise_convs(network: nn.Module) -> None:
+    for module in list(network.modules()):
+        for name, child in list(module.named_children()):
+            if DepthwiseConv.applies_to(child):
+                setattr(module, name, DepthwiseConv(child))
+
+
+def unroll_depthwise_convs(network: nn.Module, unrolled: bool) -> None:
+    """Switch every :class:`DepthwiseConv` of ``network`` to the unrolled form (for torch.compile) or back."""
+    for module in network.modules():
+        if isinstance(module, DepthwiseConv):
+            module.unrolled = unrolled
 
 
 def use_fast_convs(network: nn.Module) -> None:

@@ -47,7 +47,8 @@ class Availability:
     fix: str = ""
     quick: Callable[[], Renderer] | None = None
     """A renderer that starts in seconds and runs slower, for the first frames while ``make``
-    builds the full-speed one (None when ``make`` is already quick)."""
+    builds the full-speed one (None when ``make`` is already quick). ``make`` may take over what the
+    stand-in prepared, such as its copy of the networks."""
 
 
 @dataclass(frozen=True)

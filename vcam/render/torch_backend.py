@@ -26,7 +26,7 @@ from vcam.models import HeadMotion, MotionEstimate, SourceState, TalkingHeadMode
 
 from .base import Renderer, SourceUpload, check_crop, image_from_uint8, image_to_uint8, on_own_stream, precision_dtype
 from .compile_cache import CompileCache
-from .fast import autotune_convs, conv_modes, set_conv_modes, speed_up
+from .fast import autotune_convs, conv_modes, set_conv_modes, speed_up, unroll_depthwise_convs, use_depthwise_convs
 from .graphs import (
     DrivingKeypointsGraph,
     MotionGraph,
@@ -76,6 +76,25 @@ def _capture(step: Callable[[], None], stream: torch.cuda.Stream, cudnn_benchmar
     return graph.replay
 
 
+def _frame_networks(model: TalkingHeadModel, target: torch.device, dtype: torch.dtype, fast: bool, channels_last: bool) -> TalkingHeadModel:
+    """An inference copy of ``model``'s per-frame networks on ``target``: the rewrites of
+    :mod:`vcam.render.fast` when ``fast``, conv weights channels-last, the heavy networks in ``dtype``."""
+    nets = inference_copy(model)
+    # prepare_source runs the caller's model: the per-frame copy needs no source-side networks.
+    nets.appearance_feature_extractor = nets.canonical_keypoint_detector = None
+    nets.to(target)
+    if fast:
+        speed_up(nets.warping_module)
+        speed_up(nets.spade_generator)
+        use_depthwise_convs(nets.motion_extractor)
+    if channels_last:
+        _channels_last(nets)
+    if dtype != torch.float32:
+        for network in (nets.motion_extractor, nets.warping_module, nets.spade_generator):
+            network.to(dtype)
+    return nets
+
+
 class TorchRenderer(Renderer):
     """The model in torch. ``device`` "cpu" renders float32; on CUDA, ``precision`` (fp16, bf16 or
     fp32), ``channels_last``, ``cuda_graphs``, ``fast`` (the rewrites of :mod:`vcam.render.fast`,
@@ -85,7 +104,10 @@ class TorchRenderer(Renderer):
     rebuilt. ``saved_conv_modes`` are convolution forms chosen before (:meth:`CompileCache.saved_conv_modes`),
     which spare an uncompiled renderer the timing of every layer. ``cudnn_benchmark`` lets cuDNN time
     its algorithms for every convolution before the graphs are captured (a slower start for faster
-    frames). ``startup_s`` holds the seconds each start-up step took."""
+    frames). ``share_networks_with`` takes the prepared networks of another open renderer of the same
+    device, precision and rewrites instead of preparing a copy of its own (the compiled renderer built
+    while the quick stand-in renders: one copy of the weights on the GPU, its convolution forms
+    already chosen). ``startup_s`` holds the seconds each start-up step took."""
 
     def __init__(
         self,
@@ -100,6 +122,7 @@ class TorchRenderer(Renderer):
         cache: CompileCache | None = None,
         saved_conv_modes: dict[str, str] | None = None,
         cudnn_benchmark: bool = True,
+        share_networks_with: TorchRenderer | None = None,
     ) -> None:
         began = time.perf_counter()
         self.startup_s: dict[str, float] = {}
@@ -125,23 +148,22 @@ class TorchRenderer(Renderer):
         cfg = model.cfg
         self._size = cfg.input_size
 
-        nets = inference_copy(model)
-        # prepare_source runs the caller's model: the per-frame copy needs no source-side networks.
-        nets.appearance_feature_extractor = nets.canonical_keypoint_detector = None
-        nets.to(target)
         fast = cuda and fast
-        if fast:
-            speed_up(nets.warping_module)
-            speed_up(nets.spade_generator)
         dtype = precision_dtype(precision)
+        self._prepared_as = (self.device, dtype, fast, cuda and channels_last)
+        if share_networks_with is not None:
+            if share_networks_with._prepared_as != self._prepared_as:
+                raise ValueError("a renderer shares networks only with one of the same device, precision and rewrites")
+            if share_networks_with._nets is None:
+                raise VcamError("the renderer to share networks with was closed")
+            nets = share_networks_with._nets
+        else:
+            nets = _frame_networks(model, target, *self._prepared_as[1:])
+        self._nets: TalkingHeadModel | None = nets
         motion: nn.Module = MotionGraph(nets)
         warp: nn.Module = WarpDecodeGraph(nets)
         self._drive = DrivingKeypointsGraph(nets)
-        if cuda and channels_last:
-            _channels_last(nets)
         if dtype != torch.float32:
-            for network in (nets.motion_extractor, nets.warping_module, nets.spade_generator):
-                network.to(dtype)
             motion, warp = _Autocast(motion, dtype), _Autocast(warp, dtype)
         self._motion_net, self._warp_net = motion, warp
 
@@ -170,6 +192,8 @@ class TorchRenderer(Renderer):
             cache.load()
         self.conv_timings: dict[str, dict[str, float]] = {}
         known_modes = cache.conv_modes if cache is not None else saved_conv_modes
+        if share_networks_with is not None and known_modes is None:
+            known_modes = conv_modes(nets)  # chosen by the renderer that prepared them
         if fast and not (known_modes is not None and set_conv_modes(nets, known_modes)):
             self._source_buffers["f_s"].normal_()
             with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False):
@@ -177,6 +201,7 @@ class TorchRenderer(Renderer):
             self._source_buffers["f_s"].zero_()
         step_done("conv forms")
         if cuda and compile_mode is not None:
+            unroll_depthwise_convs(nets, True)
             self._motion_net = torch.compile(motion, mode=compile_mode, dynamic=False)
             self._warp_net = torch.compile(warp, mode=compile_mode, dynamic=False)
         self._motion_step: Callable[[], None] = self._motion_pass
@@ -269,4 +294,5 @@ class TorchRenderer(Renderer):
                 stream.synchronize()
         self._motion_step = self._render_step = None  # type: ignore[assignment]
         self._motion_net = self._warp_net = None  # type: ignore[assignment]
+        self._nets = None
         self._upload.forget()
