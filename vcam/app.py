@@ -21,7 +21,9 @@ from .pipeline import Pipeline
 from .pipeline.controller import Link
 from .profiles import ProfileStore
 from .render.base import Renderer
+from .render.registry import candidates
 from .render.select import StartedRenderer
+from .render.warm_up import warm_up_cuda
 from .settings import Settings
 from .sinks import open_sink
 from .weights import MANIFEST, load_model, weights_id
@@ -103,6 +105,8 @@ def running_pipeline(
     background; ``on_ready`` hears of both. A lossless run (a clip to a file) renders at full speed
     from its first frame."""
     say = on_ready or (lambda line: None)
+    if any(backend.needs_cuda for backend in candidates(settings.backend)):
+        warm_up_cuda()  # while the weights load
     loaded = open_model(settings)
     started = StartedRenderer(*open_renderer(settings, loaded)) if lossless else open_renderer_quickly(settings, loaded)
     pipeline: Pipeline | None = None
@@ -124,7 +128,8 @@ def _full_speed_in_background(pipeline: Pipeline, build: Callable[[], Renderer],
         try:
             renderer = build()
         except Exception as exc:  # the quick renderer goes on: slower, but it works
-            log.warning("the full-speed renderer could not be built (%s); going on with the quick one", exc)
+            if not pipeline.finished.is_set():
+                log.warning("the full-speed renderer could not be built (%s); going on with the quick one", exc)
             return
         if pipeline.finished.is_set():
             renderer.close()
