@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -40,6 +41,7 @@ def test_run_clip_into_the_null_sink(home, capsys):
     err = capsys.readouterr().err
     assert code == 0, err
     assert "vcam: 5 frames out of" in err
+    assert re.search(r"vcam: first frame out \d+\.\d s after start", err)
 
 
 def test_bad_settings_and_missing_profile_are_one_line(home, capsys):

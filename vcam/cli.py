@@ -64,14 +64,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say(f"vcam: {pipeline.status().camera} → {pipeline.sink.description} as {settings.profile!r}; Ctrl-C stops")
         view = PreviewView(pipeline)  # the window belongs to this (the main) thread
         last = 0.0
+        said_first_frame = False
+
+        def say_first_frame() -> None:
+            nonlocal said_first_frame
+            first_frame_s = pipeline.status().first_frame_s
+            if first_frame_s is not None and not said_first_frame:
+                said_first_frame = True
+                _say(f"vcam: first frame out {first_frame_s:.1f} s after start")
+
         try:
             while not pipeline.wait(timeout=0):
                 view.update(wait_s=0.2)
+                say_first_frame()
                 if sys.stderr.isatty() and time.monotonic() - last > 1.0:
                     last = time.monotonic()
                     print("\r" + _status_line(pipeline), end="", file=sys.stderr, flush=True)
         finally:
             view.close()
+        say_first_frame()
         status = pipeline.status()
     if sys.stderr.isatty():
         print(file=sys.stderr)

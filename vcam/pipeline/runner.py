@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from .. import started_at
 from ..capture import FrameSource
 from ..motion import MotionStage
 from .avatars import Avatar, Model
@@ -122,6 +123,7 @@ class Runner:
         self._latencies_lock = threading.Lock()  # the output thread adds, any thread reads
         self._frames_in = self._frames_out = 0
         self._last_sent_at: float | None = None
+        self._first_frame_s: float | None = None
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -169,6 +171,7 @@ class Runner:
             frames_in=self._frames_in,
             frames_out=self._frames_out,
             dropped=self._frames.dropped + self._outputs.dropped,
+            first_frame_s=self._first_frame_s,
         )
 
     def _guard(self, loop: Callable[[], None], feeds: Slot[FrameWork] | None = None) -> Callable[[], None]:
@@ -278,6 +281,8 @@ class Runner:
         if not fresh:
             return
         self._frames_out += 1
+        if self._first_frame_s is None:
+            self._first_frame_s = time.monotonic() - started_at
         if not self.lossless:  # a lossless run works through the clip at its own pace
             self._latency.add(now - work.t)
             with self._latencies_lock:

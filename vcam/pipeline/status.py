@@ -29,6 +29,8 @@ class Measures:
     frames_in: int = 0
     frames_out: int = 0
     dropped: int = 0
+    first_frame_s: float | None = None
+    """Seconds from vcam's start to its first frame out (None until then)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class PipelineStatus:
     dropped: int = 0
     latency_p50_ms: float = 0.0
     latency_p99_ms: float = 0.0
+    first_frame_s: float | None = None
     weights_id: str = ""
     """The weights the frames are rendered with (the demo model's seed id until real ones are installed)."""
     banner: str | None = None
