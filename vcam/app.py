@@ -120,6 +120,10 @@ def running_pipeline(
         (pipeline.renderer if pipeline is not None else started.renderer).close()
 
 
+COMPILE_THREAD = "vcam-compile"
+"""The thread that builds the full-speed renderer while the quick one renders."""
+
+
 def _full_speed_in_background(pipeline: Pipeline, build: Callable[[], Renderer], weights_id: str, say: Callable[[str], None]) -> None:
     """Build the full-speed renderer on a thread of its own while the quick one renders, then swap it in."""
 
@@ -136,7 +140,7 @@ def _full_speed_in_background(pipeline: Pipeline, build: Callable[[], Renderer],
         elif pipeline.use_renderer(renderer, weights_id):
             say(f"{renderer.name} at full speed (compiled in the background in {time.monotonic() - began:.0f} s)")
 
-    threading.Thread(target=run, name="vcam-compile", daemon=True).start()
+    threading.Thread(target=run, name=COMPILE_THREAD, daemon=True).start()
 
 
 @contextlib.contextmanager

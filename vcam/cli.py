@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -331,5 +332,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+def command() -> None:
+    """The ``vcam`` command: :func:`main`, then exit with its status. A compile still running on its
+    thread cannot be stopped, and tearing the interpreter down under it aborts the process
+    ("terminate called without an active exception"): with everything of ours closed and written,
+    such a run leaves without that teardown."""
+    status = main()
+    app = sys.modules.get("vcam.app")  # only a run that imported it can have started a compile
+    if app is not None and any(thread.name == app.COMPILE_THREAD and thread.is_alive() for thread in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    command()

@@ -3,8 +3,8 @@
 import sys
 from pathlib import Path
 
-from vcam.cli import main
+from vcam.cli import command
 
 if Path(sys.executable).stem.lower() == "vcam-tray":
     sys.argv.insert(1, "tray")
-sys.exit(main())
+command()

@@ -12,8 +12,8 @@ Each rewrite keeps the model's outputs (up to float rounding) and is applied to 
   depth taps stacked as output channels, then summed along depth with shifts ("depth-folded"):
   narrow outputs such as the 7×7×7 mask head become wide GEMMs. :func:`autotune_convs` times both
   ways on the device and keeps the faster, per layer.
-* Depthwise convolutions (the motion extractor's) optionally unrolled into shifted multiply-adds
-  that torch.compile fuses.
+* Depthwise convolutions (the motion extractor's) optionally written as a sum over strided windows,
+  which torch.compile turns into one kernel.
 * SPADE: instance norm computed with layout-preserving reductions (channels-last stays
   channels-last; statistics in float32, as ``F.instance_norm`` keeps them), γ and β predicted by
   one convolution with the 1 of (1 + γ) folded into its bias, and the modulation applied by fused
@@ -196,9 +196,10 @@ class TapConv(nn.Module):
 class DepthwiseConv(nn.Module):
     """A k×k "same" depthwise convolution (the motion extractor's 7×7 ConvNeXt convolutions).
 
-    ``unrolled`` computes it as k² shifted multiply-adds in float32, which torch.compile fuses into
-    one kernel with what follows (cuDNN's depthwise kernel took 11–16 µs per layer on an H100 for
-    ≈ 2 µs of memory traffic); uncompiled, that would be 2·k² kernels, so it stays off there.
+    ``unrolled`` computes it as a sum over the k×k windows of the input (a strided view) in float32,
+    which torch.compile turns into one reduction kernel (cuDNN's depthwise kernel took 11–16 µs per
+    layer on an H100 for ≈ 2 µs of memory traffic); uncompiled, the windows would be materialised,
+    so it stays off there.
     """
 
     def __init__(self, conv: nn.Conv2d) -> None:
@@ -217,15 +218,12 @@ class DepthwiseConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.unrolled:
             return self.conv(x)
-        weight = self.conv.weight.float()
-        bias = self.conv.bias if self.conv.bias is not None else weight.new_zeros(len(weight))
+        weight = self.conv.weight
         k = weight.shape[-1]
-        h, w = x.shape[2:]
-        padded = F.pad(x, (k // 2,) * 4).float()
-        out = bias.float().view(1, -1, 1, 1)
-        for dy in range(k):
-            for dx in range(k):
-                out = out + padded[:, :, dy : dy + h, dx : dx + w] * weight[:, 0, dy, dx].view(1, -1, 1, 1)
+        windows = F.pad(x, (k // 2,) * 4).unfold(2, k, 1).unfold(3, k, 1)  # (B, C, H, W, k, k), a view
+        out = (windows.float() * weight.float().view(1, -1, 1, 1, k, k)).sum((-2, -1))
+        if self.conv.bias is not None:
+            out = out + self.conv.bias.float().view(1, -1, 1, 1)
         return out.to(x.dtype)
 
 
