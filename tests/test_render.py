@@ -24,7 +24,7 @@ from vcam.render.bench import run_bench
 from vcam.render.compile_cache import CompileCache, CompileKey, compile_folder
 from vcam.render.gridsample import grid_sample_3d_gather
 from vcam.render.base import Renderer, image_to_uint8, to_host
-from vcam.render.fast import DepthwiseConv, FastConv, FusedSPADE, PointwiseConv, TapConv, autotune_convs, speed_up
+from vcam.render.fast import FastConv, FusedSPADE, PointwiseConv, TapConv, autotune_convs, speed_up
 from vcam.render.graphs import DrivingKeypointsGraph, head_tensors, inference_copy, make_sample
 from vcam.render.select import start_renderer
 from vcam.render.torch_backend import TorchRenderer
@@ -295,21 +295,6 @@ def test_conv_autotuning_under_reduced_precision(model: TalkingHeadModel) -> Non
     assert sorted(timings) == sorted(foldable) and all(t["direct"] > 0 and t["folded"] > 0 for t in timings.values())
     assert all(m.mode == min(timings[n], key=timings[n].get) for n, m in nets.named_modules() if n in timings)
     assert got.shape == expected.shape and (got - expected).abs().mean() < 0.05
-
-
-@pytest.mark.parametrize("bias", [True, False])
-def test_unrolled_depthwise_convolution_equals_the_convolution(bias: bool) -> None:
-    torch.manual_seed(0)
-    conv = torch.nn.Conv2d(16, 16, 7, padding=3, groups=16, bias=bias)
-    x = torch.randn(1, 16, 11, 9)
-    rewritten = DepthwiseConv(conv)
-    assert DepthwiseConv.applies_to(conv) and not DepthwiseConv.applies_to(torch.nn.Conv2d(16, 16, 7, padding=3))
-    with torch.no_grad():
-        expected = conv(x)
-        assert torch.equal(rewritten(x), expected)
-        rewritten.unrolled = True
-        assert torch.allclose(rewritten(x), expected, atol=1e-5)
-        assert rewritten(x.half()).dtype == torch.half
 
 
 @pytest.mark.parametrize(

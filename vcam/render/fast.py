@@ -12,8 +12,6 @@ Each rewrite keeps the model's outputs (up to float rounding) and is applied to 
   depth taps stacked as output channels, then summed along depth with shifts ("depth-folded"):
   narrow outputs such as the 7×7×7 mask head become wide GEMMs. :func:`autotune_convs` times both
   ways on the device and keeps the faster, per layer.
-* Depthwise convolutions (the motion extractor's) optionally written as a sum over strided windows,
-  which torch.compile turns into one kernel.
 * SPADE: instance norm computed with layout-preserving reductions (channels-last stays
   channels-last; statistics in float32, as ``F.instance_norm`` keeps them), γ and β predicted by
   one convolution with the 1 of (1 + γ) folded into its bias, and the modulation applied by fused
@@ -191,54 +189,6 @@ class TapConv(nn.Module):
         # Output (y, x) gathers tap (dy, dx) computed at input (y + dy − half, x + dx − half).
         out = sum(taps[:, dy : dy + h, dx : dx + w, dy, dx] for dy in range(k) for dx in range(k))
         return (out + self.bias).movedim(-1, 1)
-
-
-class DepthwiseConv(nn.Module):
-    """A k×k "same" depthwise convolution (the motion extractor's 7×7 ConvNeXt convolutions).
-
-    ``unrolled`` computes it as a sum over the k×k windows of the input (a strided view) in float32,
-    which torch.compile turns into one reduction kernel (cuDNN's depthwise kernel took 11–16 µs per
-    layer on an H100 for ≈ 2 µs of memory traffic); uncompiled, the windows would be materialised,
-    so it stays off there.
-    """
-
-    def __init__(self, conv: nn.Conv2d) -> None:
-        super().__init__()
-        self.conv = conv
-        self.unrolled = False
-
-    @staticmethod
-    def applies_to(conv: nn.Module) -> bool:
-        if not isinstance(conv, nn.Conv2d):
-            return False
-        k = conv.kernel_size[0]
-        return (conv.groups == conv.in_channels == conv.out_channels and conv.kernel_size == (k, k) and k % 2 == 1
-                and conv.stride == (1, 1) and conv.padding == (k // 2, k // 2) and conv.dilation == (1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.unrolled:
-            return self.conv(x)
-        weight = self.conv.weight
-        k = weight.shape[-1]
-        windows = F.pad(x, (k // 2,) * 4).unfold(2, k, 1).unfold(3, k, 1)  # (B, C, H, W, k, k), a view
-        out = (windows.float() * weight.float().view(1, -1, 1, 1, k, k)).sum((-2, -1))
-        if self.conv.bias is not None:
-            out = out + self.conv.bias.float().view(1, -1, 1, 1)
-        return out.to(x.dtype)
-
-
-def use_depthwise_convs(network: nn.Module) -> None:
-    for module in list(network.modules()):
-        for name, child in list(module.named_children()):
-            if DepthwiseConv.applies_to(child):
-                setattr(module, name, DepthwiseConv(child))
-
-
-def unroll_depthwise_convs(network: nn.Module, unrolled: bool) -> None:
-    """Switch every :class:`DepthwiseConv` of ``network`` to the unrolled form (for torch.compile) or back."""
-    for module in network.modules():
-        if isinstance(module, DepthwiseConv):
-            module.unrolled = unrolled
 
 
 def use_fast_convs(network: nn.Module) -> None:

@@ -26,7 +26,7 @@ from vcam.models import HeadMotion, MotionEstimate, SourceState, TalkingHeadMode
 
 from .base import Renderer, SourceUpload, check_crop, image_from_uint8, image_to_uint8, on_own_stream, precision_dtype
 from .compile_cache import CompileCache
-from .fast import autotune_convs, conv_modes, set_conv_modes, speed_up, unroll_depthwise_convs, use_depthwise_convs
+from .fast import autotune_convs, conv_modes, set_conv_modes, speed_up
 from .graphs import (
     DrivingKeypointsGraph,
     MotionGraph,
@@ -86,7 +86,6 @@ def _frame_networks(model: TalkingHeadModel, target: torch.device, dtype: torch.
     if fast:
         speed_up(nets.warping_module)
         speed_up(nets.spade_generator)
-        use_depthwise_convs(nets.motion_extractor)
     if channels_last:
         _channels_last(nets)
     if dtype != torch.float32:
@@ -201,7 +200,6 @@ class TorchRenderer(Renderer):
             self._source_buffers["f_s"].zero_()
         step_done("conv forms")
         if cuda and compile_mode is not None:
-            unroll_depthwise_convs(nets, True)
             self._motion_net = torch.compile(motion, mode=compile_mode, dynamic=False)
             self._warp_net = torch.compile(warp, mode=compile_mode, dynamic=False)
         self._motion_step: Callable[[], None] = self._motion_pass
