@@ -44,6 +44,13 @@ def test_run_clip_into_the_null_sink(home, capsys):
     assert re.search(r"vcam: first frame out \d+\.\d s after start", err)
 
 
+def test_run_with_the_camera_off_says_so(home, capsys):
+    code = main(["run", "--camera-off", "--sink", "null", "--frames", "3", "--width", "320", "--height", "180"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "vcam: 3 frames out (camera off)," in err
+
+
 def test_bad_settings_and_missing_profile_are_one_line(home, capsys):
     (home / "config").mkdir()
     (home / "config" / "settings.toml").write_text("output_fps = 0\n")

@@ -52,6 +52,7 @@ def _status_line(pipeline: Any) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from .app import check_profile, running_pipeline
     from .first_use import offer_weights
+    from .pipeline.controller import CAMERA_OFF
     from .preview import PreviewView
 
     if args.frames is not None and args.frames < 1:
@@ -89,7 +90,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     # a lossless run keeps no live pace
     latency = "" if lossless else f", latency {status.latency_p50_ms:.0f} ms median, {status.latency_p99_ms:.0f} ms p99"
-    _say(f"vcam: {status.frames_out} frames out of {status.frames_in} in, {status.fps:.1f} fps{latency}")
+    came_in = " (camera off)" if status.camera == CAMERA_OFF else f" of {status.frames_in} in"
+    _say(f"vcam: {status.frames_out} frames out{came_in}, {status.fps:.1f} fps{latency}")
     if status.state.value == "error":
         raise VcamError(status.message)
     return 0

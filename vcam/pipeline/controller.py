@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vcam.pipeline")
 
+CAMERA_OFF = "camera off"
+"""What :attr:`PipelineStatus.camera` says when no camera feeds the pipeline."""
+
 
 class Controller(Protocol):
     """What the tray and the command line may ask of a running pipeline (thread-safe)."""
@@ -128,7 +131,7 @@ class Pipeline:
         self.settings_path = settings_path()
         self.profiles_dir = store.root
         self.store = store
-        self.camera = source.description if source is not None else "camera off"
+        self.camera = source.description if source is not None else CAMERA_OFF
         self._lock = threading.RLock()
         self._listeners: list[Callable[[], None]] = []
         self._loader = AvatarLoader(store, settings)
