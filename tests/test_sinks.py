@@ -15,6 +15,7 @@ import pytest
 import pyvirtualcam
 from clips import number_of, numbered, portrait
 
+from vcam import preview
 from vcam.errors import VcamError
 from vcam.pixel_formats import PixelFormat, buffer_shape, from_bgr, to_bgr
 from vcam.sinks import FileSink, NullSink, PreviewSink, VirtualCameraSink, native_format, open_sink, virtual_camera_help
@@ -202,6 +203,20 @@ def test_preview_without_a_display_says_so(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     with pytest.raises(VcamError, match="No display"), PreviewSink():
         pass
+
+
+def test_qt_gets_a_folder_of_system_fonts_before_the_preview(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fonts = tmp_path / "fonts"
+    for folder in ("truetype/liberation", "truetype/dejavu"):
+        (fonts / folder).mkdir(parents=True)
+        (fonts / folder / "Sans.ttf").write_bytes(b"")
+    monkeypatch.setattr(preview, "SYSTEM_FONTS", (tmp_path / "none", fonts))
+    monkeypatch.setenv("QT_QPA_FONTDIR", str(tmp_path / "cv2" / "qt" / "fonts"))  # what opencv-python sets: absent
+    preview.point_qt_at_system_fonts()
+    assert os.environ["QT_QPA_FONTDIR"] == str(fonts / "truetype" / "dejavu")
+    monkeypatch.setenv("QT_QPA_FONTDIR", str(fonts / "truetype" / "liberation"))  # a folder that exists stays
+    preview.point_qt_at_system_fonts()
+    assert os.environ["QT_QPA_FONTDIR"] == str(fonts / "truetype" / "liberation")
 
 
 def test_the_preview_hand_over_keeps_the_newest_frame() -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cv2
@@ -29,6 +31,25 @@ PUMP_S = 0.015
 """Longest the window goes without handling its events while it is open."""
 
 
+SYSTEM_FONTS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
+
+
+def point_qt_at_system_fonts() -> None:
+    """Give OpenCV's Qt a folder of fonts before its first window. opencv-python points
+    ``QT_QPA_FONTDIR`` at its own ``cv2/qt/fonts`` when imported but ships no fonts there, and Qt
+    then prints a warning to the terminal on every start. Qt reads the folder without descending
+    into subfolders, so this is the first system folder holding TrueType fonts (DejaVu's when
+    installed); a folder that exists is left alone."""
+    current = os.environ.get("QT_QPA_FONTDIR")
+    if current and Path(current).is_dir():
+        return
+    for root in SYSTEM_FONTS:
+        folders = sorted({font.parent for font in root.rglob("*.ttf")}, key=lambda folder: ("dejavu" not in str(folder).lower(), str(folder)))
+        if folders:
+            os.environ["QT_QPA_FONTDIR"] = str(folders[0])
+            return
+
+
 class PreviewWindow:
     """One OpenCV window; ``show`` opens it on the first frame. ``closed_by_user`` turns True
     when the user closes it or presses q or Esc."""
@@ -41,6 +62,7 @@ class PreviewWindow:
     def show(self, frame: np.ndarray) -> None:
         if not self.is_open:
             check_display()
+            point_qt_at_system_fonts()
             cv2.namedWindow(self.title, cv2.WINDOW_AUTOSIZE)
             self.is_open, self.closed_by_user = True, False
         cv2.imshow(self.title, frame)
