@@ -57,9 +57,9 @@ def receiving_pipeline(settings: Settings) -> Iterator[tuple[Pipeline, ReceiverL
 
 
 @contextmanager
-def streaming_sender(settings: Settings, port: int) -> Iterator[SenderLink]:
-    """A sender in this process, streaming a moving head for the default avatar at 30 fps until the block ends."""
-    identity = StreamIdentity(profile_id(profile_store(settings).load("default")), model_id(open_model(settings)), 21)
+def streaming_sender(settings: Settings, port: int, profile: str = "default") -> Iterator[SenderLink]:
+    """A sender in this process, streaming a moving head for ``profile`` at 30 fps until the block ends."""
+    identity = StreamIdentity(profile_id(profile_store(settings).load(profile)), model_id(open_model(settings)), 21)
     stop = threading.Event()
     with SenderLink(("127.0.0.1", port), pairing_key(CODE), identity) as link:
         def stream() -> None:
@@ -75,6 +75,14 @@ def streaming_sender(settings: Settings, port: int) -> Iterator[SenderLink]:
         finally:
             stop.set()
             thread.join()
+
+
+def add_twin_profile(home) -> None:
+    """A profile "twin": the default avatar with its face box 2 px larger, so another avatar to a call."""
+    twin = home / "profiles" / "twin"
+    shutil.copytree(home / "profiles" / "default", twin)
+    meta = (twin / "profile.toml").read_text()
+    (twin / "profile.toml").write_text(re.sub(r"size = ([\d.]+)", lambda m: f"size = {float(m.group(1)) + 2}", meta, count=1))
 
 
 def newest_frame(pipeline: Pipeline) -> np.ndarray:
@@ -132,13 +140,20 @@ def test_menu_status_line_follows_the_call(home, tmp_path):
             assert re.fullmatch(RECEIVING.pattern + r" · \d+\.\d fps · \d+ ms · [\w-]+ · camera off", first_line()[2:])
 
 
+def test_the_status_names_the_avatar_the_sender_drives(home):
+    add_twin_profile(home)
+    with receiving_pipeline(call_settings(home)) as (pipeline, link):
+        assert pipeline.status().profile == "default"  # the receiver's own setting
+        with streaming_sender(pipeline.settings, link.port, profile="twin"):
+            wait_until(lambda: pipeline.status().profile == "twin", "the sender's avatar in the status")
+        wait_until(lambda: pipeline.status().state is PipelineState.WAITING, "the sender to be gone")
+        wait_until(lambda: pipeline.status().profile == "default", "the receiver's own avatar again")
+
+
 def test_sending_pipeline_reports_the_link_and_calls_again_as_another_avatar(home):
     """The tray's sending end: the camera pipeline streams its motion, says so in its status, and
     when the user picks another avatar the receiver is asked for that one."""
-    twin = home / "profiles" / "twin"
-    shutil.copytree(home / "profiles" / "default", twin)
-    meta = (twin / "profile.toml").read_text()
-    (twin / "profile.toml").write_text(re.sub(r"size = ([\d.]+)", lambda m: f"size = {float(m.group(1)) + 2}", meta, count=1))
+    add_twin_profile(home)
     clip = write_clip(home / "talk.mp4", [placed(dx=30 * math.sin(i / 6)) for i in range(60)])
     got: list[ReceivedFrame] = []
     asked: list[bytes] = []

@@ -138,6 +138,8 @@ class Pipeline:
         self._model = Model(config, renderer, weights_id, banner)
         avatar = self._loader.load(settings.profile, self._model)
         self._profile = avatar.profile.name
+        self._received_profile: str | None = None
+        """The avatar a call's sender drives now (None while nobody does, or without a call)."""
         self._motion = motion_settings(settings)
         motion = MotionStage(config.convention, avatar.source, self._motion, config.retargeting is not None, avatar.ratios)
         self._preview = Preview(sink, settings.preview)
@@ -215,7 +217,7 @@ class Pipeline:
                 state=state,
                 backend=model.renderer.name,
                 camera=self.camera,
-                profile=self._profile,
+                profile=self._received_profile or self._profile,
                 message=message,
                 weights_id=model.weights_id,
                 banner=model.banner,
@@ -240,6 +242,8 @@ class Pipeline:
         with self._lock:
             if self._paused:  # a frame that was under way when Pause was clicked
                 return
+            if self._link is not None and self._link.replaces_camera:
+                self._received_profile = None if work.still is not None else work.avatar.profile.name
         self._set_state(PipelineState.FACE_LOST if work.face_lost else PipelineState.RUNNING)
 
     def _fail(self, message: str) -> None:
