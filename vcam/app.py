@@ -32,6 +32,8 @@ log = logging.getLogger("vcam")
 
 DEMO_SEED = 0
 DEMO_BANNER = "DEMO MODEL (random weights) - run `vcam weights fetch` for real avatars"
+COMPILE_THREAD = "vcam-compile"
+"""The thread that builds the full-speed renderer while the quick one renders."""
 
 
 @dataclass(frozen=True)
@@ -118,10 +120,6 @@ def running_pipeline(
             yield pipeline
     finally:  # the last renderer: the model may have changed while running
         (pipeline.renderer if pipeline is not None else started.renderer).close()
-
-
-COMPILE_THREAD = "vcam-compile"
-"""The thread that builds the full-speed renderer while the quick one renders."""
 
 
 def _full_speed_in_background(pipeline: Pipeline, build: Callable[[], Renderer], weights_id: str, say: Callable[[str], None]) -> None:
