@@ -27,6 +27,7 @@ from vcam.render.base import Renderer, image_to_uint8, to_host
 from vcam.render.fast import FastConv, FusedSPADE, PointwiseConv, TapConv, autotune_convs, speed_up
 from vcam.render.graphs import DrivingKeypointsGraph, head_tensors, inference_copy, make_sample
 from vcam.render.select import start_renderer
+from vcam.render.warm_up import warm_up_cuda
 from vcam.render.torch_backend import TorchRenderer
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -156,6 +157,13 @@ def test_a_renderer_can_take_over_another_ones_networks(model: TalkingHeadModel)
         assert np.array_equal(second.render(source, head), image)
     with pytest.raises(VcamError, match="was closed"):
         TorchRenderer(model, share_networks_with=first)
+
+
+def test_warming_up_initialises_cuda_where_there_is_one() -> None:
+    thread = warm_up_cuda()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert torch.cuda.is_initialized() == torch.cuda.is_available()
 
 
 def test_renderer_errors_are_clear(model: TalkingHeadModel) -> None:
