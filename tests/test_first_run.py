@@ -173,10 +173,12 @@ def test_without_a_webcam_the_avatar_runs_on_voice_and_idle_motion(user: dict[st
         env=user, cwd=tmp_path, capture_output=True, text=True, timeout=STARTUP_S,
     )
     assert result.returncode == 0, result.stderr
-    [line] = [line for line in result.stderr.splitlines() if "camera" in line.lower() and "→" not in line]
+    lines = result.stderr.splitlines()
+    [line] = [line for line in lines if "camera" in line.lower() and "→" not in line and "frames out" not in line]
     assert "no camera 7" in line and "--source N" in line and "--source FILE" in line
     assert "WARN" not in result.stderr and "ERROR" not in result.stderr, result.stderr
     assert (tmp_path / "out.y4m").read_bytes().count(b"FRAME\n") == 3
+    assert lines[-1].startswith("vcam: 3 frames out (camera off), ")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])

@@ -130,7 +130,7 @@ def test_pyinstaller_hidden_imports_name_real_backend_modules() -> None:
 def test_pyinstaller_launcher_runs_the_cli() -> None:
     tree = ast.parse((SPEC.parent / "launch.py").read_text())
     imports = [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
-    assert any(node.module == "vcam.cli" and [alias.name for alias in node.names] == ["main"] for node in imports)
+    assert any(node.module == "vcam.cli" and [alias.name for alias in node.names] == ["command"] for node in imports)
     assert "vcam-tray" in string_constants(SPEC.parent / "launch.py")
 
 
