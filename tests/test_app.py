@@ -52,6 +52,54 @@ def test_a_failed_start_closes_the_renderer(tmp_path, monkeypatch):
     assert [r.closed for r in opened] == [1]
 
 
+def test_the_camera_opens_while_the_renderer_starts(tmp_path, monkeypatch):
+    """The renderer's start waits until the camera is being opened: one after the other would never get there."""
+    shutil.copytree(REPO / "profiles" / "default", tmp_path / "profiles" / "default")
+    camera_opening = threading.Event()
+    enter_source, open_renderer = app._enter_source, app.open_renderer_quickly
+
+    def entered(stack, source):
+        camera_opening.set()
+        return enter_source(stack, source)
+
+    def started(settings, loaded):
+        assert camera_opening.wait(30), "the camera did not open while the renderer started"
+        return open_renderer(settings, loaded)
+
+    monkeypatch.setattr(app, "_enter_source", entered)
+    monkeypatch.setattr(app, "open_renderer_quickly", started)
+    settings = Settings(
+        camera=str(REPO / "profiles" / "default" / "keyframe.jpg"), sink=f"file:{tmp_path / 'out.y4m'}", output_width=320,
+        output_height=180, profiles_dir=tmp_path / "profiles", weights_dir=tmp_path / "weights", audio=False,
+    )
+    with app.running_pipeline(settings) as pipeline:
+        wait_until(lambda: pipeline.status().frames_out >= 2, "frames", 60.0)
+
+
+def test_a_renderer_that_cannot_start_closes_the_camera_and_says_why(tmp_path, monkeypatch):
+    shutil.copytree(REPO / "profiles" / "default", tmp_path / "profiles" / "default")
+    released = []
+    enter_source = app._enter_source
+
+    def entered(stack, source):
+        stack.callback(released.append, source)  # runs once the camera itself is closed
+        return enter_source(stack, source)
+
+    def fails(settings, loaded):
+        raise VcamError("the renderer cannot run here: no such backend")
+
+    monkeypatch.setattr(app, "_enter_source", entered)
+    monkeypatch.setattr(app, "open_renderer_quickly", fails)
+    settings = Settings(
+        camera=str(REPO / "profiles" / "default" / "keyframe.jpg"), sink=f"file:{tmp_path / 'out.y4m'}", output_width=320,
+        output_height=180, profiles_dir=tmp_path / "profiles", weights_dir=tmp_path / "weights", audio=False,
+    )
+    with pytest.raises(VcamError, match="no such backend"):
+        with app.running_pipeline(settings):
+            pass
+    assert len(released) == 1
+
+
 def test_a_live_start_renders_with_the_quick_renderer_then_swaps_in_the_full_one(tmp_path, monkeypatch):
     """What a compiling backend does at start-up (its quick stand-in first, the compiled renderer
     built on a thread of its own), with CPU renderers standing for both."""

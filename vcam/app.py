@@ -9,8 +9,10 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from .audio import Microphone
 from .capture import FrameSource, Webcam, open_source
@@ -102,24 +104,54 @@ def running_pipeline(
     """A started pipeline; on exit, or when starting fails, everything opened so far is released:
     renderer, camera, virtual camera, microphone and the call's link.
 
-    A live run starts with a backend's quick stand-in where it has one (uncompiled CUDA graphs: the
-    first frame in seconds) and swaps in the full-speed renderer once it is compiled in the
-    background; ``on_ready`` hears of both. A lossless run (a clip to a file) renders at full speed
-    from its first frame."""
+    The renderer starts on a thread of its own while the camera, the output and the microphone
+    open (a webcam takes up to seconds). A live run starts with a backend's quick stand-in where it
+    has one (uncompiled CUDA graphs: the first frame in seconds) and swaps in the full-speed
+    renderer once it is compiled in the background; ``on_ready`` hears of both. A lossless run (a
+    clip to a file) renders at full speed from its first frame."""
     say = on_ready or (lambda line: None)
     if any(backend.needs_cuda for backend in candidates(settings.backend)):
         warm_up_cuda()  # while the weights load
     loaded = open_model(settings)
-    started = StartedRenderer(*open_renderer(settings, loaded)) if lossless else open_renderer_quickly(settings, loaded)
+    starting = _in_background(
+        (lambda: StartedRenderer(*open_renderer(settings, loaded))) if lossless else (lambda: open_renderer_quickly(settings, loaded)),
+        "vcam-renderer-start",
+    )
+
+    def started_renderer() -> Renderer:
+        started = starting.result()
+        say(started.reason)
+        return started.renderer
+
     pipeline: Pipeline | None = None
     try:
-        say(started.reason)
-        with pipeline_over(settings, loaded, started.renderer, lossless, call=call) as pipeline:
-            if started.full_speed is not None:
-                _full_speed_in_background(pipeline, started.full_speed, loaded.weights_id, say)
+        with pipeline_over(settings, loaded, started_renderer, lossless, call=call) as pipeline:
+            full_speed = starting.result().full_speed
+            if full_speed is not None:
+                _full_speed_in_background(pipeline, full_speed, loaded.weights_id, say)
             yield pipeline
     finally:  # the last renderer: the model may have changed while running
-        (pipeline.renderer if pipeline is not None else started.renderer).close()
+        if pipeline is not None:
+            pipeline.renderer.close()
+        elif starting.exception() is None:  # the start failed elsewhere: the renderer started meanwhile
+            starting.result().renderer.close()
+
+
+T = TypeVar("T")
+
+
+def _in_background(make: Callable[[], T], name: str) -> Future[T]:
+    """``make()`` on a thread of its own; the future holds its result or its exception."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(make())
+        except BaseException as exc:  # handed to whoever waits for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
 
 
 def _full_speed_in_background(pipeline: Pipeline, build: Callable[[], Renderer], weights_id: str, say: Callable[[str], None]) -> None:
@@ -143,12 +175,13 @@ def _full_speed_in_background(pipeline: Pipeline, build: Callable[[], Renderer],
 
 @contextlib.contextmanager
 def pipeline_over(
-    settings: Settings, loaded: LoadedModel, renderer: Renderer, lossless: bool = False, source: FrameSource | None = None,
+    settings: Settings, loaded: LoadedModel, renderer: Callable[[], Renderer], lossless: bool = False, source: FrameSource | None = None,
     call: OpenCall | None = None,
 ) -> Iterator[Pipeline]:
-    """A started pipeline rendering with ``renderer``, which stays open afterwards (its caller's);
-    camera (unless an opened ``source`` is given), sink, microphone and the call's link are opened
-    here and released on exit."""
+    """A started pipeline rendering with what ``renderer()`` gives once the camera (unless an opened
+    ``source`` is given), sink and microphone are open (a renderer still starting is waited for only
+    then); it stays open afterwards (its caller's). Those and the call's link are opened here and
+    released on exit."""
     with contextlib.ExitStack() as stack:
         store = profile_store(settings)
         if source is None and not settings.camera_off:
@@ -156,10 +189,11 @@ def pipeline_over(
                                                       loop=settings.loop_clip and not lossless, realtime=not lossless))
         sink = stack.enter_context(open_sink(settings.sink, settings.output_width, settings.output_height, settings.output_fps, settings.virtual_camera_backend))
         microphone = stack.enter_context(Microphone(device=settings.audio_device)) if settings.audio else None
+        first_renderer = renderer()
         pipeline: Pipeline | None = None
-        link = stack.enter_context(call(loaded, lambda: pipeline.renderer if pipeline is not None else renderer)) if call is not None else None
+        link = stack.enter_context(call(loaded, lambda: pipeline.renderer if pipeline is not None else first_renderer)) if call is not None else None
         pipeline = Pipeline(
-            settings, loaded.model.cfg, renderer, store, loaded.weights_id, source, sink,
+            settings, loaded.model.cfg, first_renderer, store, loaded.weights_id, source, sink,
             microphone=microphone, banner=DEMO_BANNER if loaded.demo else None, lossless=lossless, link=link,
         )
         receiving = link is not None and link.replaces_camera  # renders with the sender's model: no switch mid-call

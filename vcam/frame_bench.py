@@ -120,7 +120,7 @@ def run_frame_bench(
 @contextmanager
 def _running(settings: Settings, loaded: LoadedModel, renderer: Renderer, clip: Path, live: bool) -> Iterator[Pipeline]:
     """The pipeline on ``clip``, looped: paced like a webcam when live, else as fast as it is read."""
-    with ClipSource(clip, loop=True, realtime=live) as source, pipeline_over(settings, loaded, renderer, lossless=not live, source=source) as pipeline:
+    with ClipSource(clip, loop=True, realtime=live) as source, pipeline_over(settings, loaded, lambda: renderer, lossless=not live, source=source) as pipeline:
         yield pipeline
 
 
