@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from checkpoints import write_liveportrait
 from clips import placed, write_clip
 
@@ -132,3 +136,25 @@ def test_run_flags_come_from_the_settings_with_their_names(home):
             value = option.choices()[-1] if option.choices else {int: "321", float: "0.5", str: "alice"}[option.kind]
             settings = _settings(build_parser().parse_args([command, option.flag, value]))
             assert getattr(settings, option.field) == option.kind(value), option.flag
+
+
+LEAVING = """
+import atexit, sys, threading, time
+import vcam.app
+from vcam.cli import command
+atexit.register(print, "torn down")
+if sys.argv[1] == "compiling":
+    threading.Thread(target=time.sleep, args=(60,), name=vcam.app.COMPILE_THREAD, daemon=True).start()
+sys.argv[1:] = ["profile", "list"]
+command()
+"""
+
+
+@pytest.mark.parametrize("compiling", [True, False])
+def test_the_command_leaves_without_teardown_while_a_renderer_compiles(compiling: bool, tmp_path: Path) -> None:
+    """Tearing the interpreter down under a compiling thread aborts the process; the command skips it then."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "VCAM_SETTINGS_FILE": str(tmp_path / "settings.toml")}
+    done = subprocess.run([sys.executable, "-c", LEAVING, "compiling" if compiling else "idle"], capture_output=True, text=True,
+                          cwd=REPO, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "default" in done.stdout and ("torn down" in done.stdout) is not compiling

@@ -34,8 +34,9 @@ log = logging.getLogger("vcam")
 
 DEMO_SEED = 0
 DEMO_BANNER = "DEMO MODEL (random weights) - run `vcam weights fetch` for real avatars"
-COMPILE_THREAD = "vcam-compile"
-"""The thread that builds the full-speed renderer while the quick one renders."""
+RENDERER_THREAD, COMPILE_THREAD = "vcam-renderer-start", "vcam-compile"
+"""The threads that start the renderer while the camera opens, and build the full-speed one while
+the quick one renders: both may be inside CUDA or the compiler when a run ends."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def running_pipeline(
     loaded = open_model(settings)
     starting = _in_background(
         (lambda: StartedRenderer(*open_renderer(settings, loaded))) if lossless else (lambda: open_renderer_quickly(settings, loaded)),
-        "vcam-renderer-start",
+        RENDERER_THREAD,
     )
 
     def started_renderer() -> Renderer:

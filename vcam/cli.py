@@ -335,13 +335,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def command() -> None:
-    """The ``vcam`` command: :func:`main`, then exit with its status. A compile still running on its
-    thread cannot be stopped, and tearing the interpreter down under it aborts the process
-    ("terminate called without an active exception"): with everything of ours closed and written,
-    such a run leaves without that teardown."""
+    """The ``vcam`` command: :func:`main`, then exit with its status. A renderer still starting or
+    compiling on its thread cannot be stopped, and tearing the interpreter down under it aborts the
+    process ("terminate called without an active exception"): with everything of ours closed and
+    written, such a run leaves without that teardown."""
     status = main()
-    app = sys.modules.get("vcam.app")  # only a run that imported it can have started a compile
-    if app is not None and any(thread.name == app.COMPILE_THREAD and thread.is_alive() for thread in threading.enumerate()):
+    app = sys.modules.get("vcam.app")  # only a run that imported it can have started a renderer
+    starting = (app.RENDERER_THREAD, app.COMPILE_THREAD) if app is not None else ()
+    if any(thread.name in starting and thread.is_alive() for thread in threading.enumerate()):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
