@@ -9,12 +9,11 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from .audio import Microphone
+from .background import in_background
 from .capture import FrameSource, Webcam, open_source
 from .errors import VcamError
 from .first_use import WeightsDownload, weights_missing
@@ -114,7 +113,7 @@ def running_pipeline(
     if any(backend.needs_cuda for backend in candidates(settings.backend)):
         warm_up_cuda()  # while the weights load
     loaded = open_model(settings)
-    starting = _in_background(
+    starting = in_background(
         (lambda: StartedRenderer(*open_renderer(settings, loaded))) if lossless else (lambda: open_renderer_quickly(settings, loaded)),
         RENDERER_THREAD,
     )
@@ -136,23 +135,6 @@ def running_pipeline(
             pipeline.renderer.close()
         elif starting.exception() is None:  # the start failed elsewhere: the renderer started meanwhile
             starting.result().renderer.close()
-
-
-T = TypeVar("T")
-
-
-def _in_background(make: Callable[[], T], name: str) -> Future[T]:
-    """``make()`` on a thread of its own; the future holds its result or its exception."""
-    future: Future[T] = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(make())
-        except BaseException as exc:  # handed to whoever waits for the result
-            future.set_exception(exc)
-
-    threading.Thread(target=run, name=name, daemon=True).start()
-    return future
 
 
 def _full_speed_in_background(pipeline: Pipeline, build: Callable[[], Renderer], weights_id: str, say: Callable[[str], None]) -> None:

@@ -70,8 +70,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         def say_first_frame() -> None:
             nonlocal said_first_frame
-            first_frame_s = pipeline.status().first_frame_s
-            if first_frame_s is not None and not said_first_frame:
+            first_frame_s = None if said_first_frame else pipeline.status().first_frame_s
+            if first_frame_s is not None:
                 said_first_frame = True
                 _say(f"vcam: first frame out {first_frame_s:.1f} s after start")
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ..audio import Microphone
+from ..background import in_background
 from ..capture import FrameSource
 from ..landmark_models import ensure_models
 from ..models import ModelConfig
@@ -273,7 +274,6 @@ class Pipeline:
     def switch_profile(self, name: str) -> Future[None]:
         """Load ``name`` in the background, then swap it in between two frames (none is dropped).
         A damaged profile is reported in the status and the current one stays."""
-        done: Future[None] = Future()
 
         def load() -> None:
             while True:  # again when the model changed during the load
@@ -285,18 +285,15 @@ class Pipeline:
                     message = f"cannot switch to {name!r}: {exc}"
                     log.warning(message)
                     self._say(message)
-                    done.set_exception(exc)
-                    return
+                    raise
                 with self._lock:
                     if self._model is model:
                         self._profile, self._message = name, ""
                         self._command(lambda scene: scene.use_avatar(avatar))
                         break
             self._notify()
-            done.set_result(None)
 
-        threading.Thread(target=load, name="vcam-profile-loader", daemon=True).start()
-        return done
+        return in_background(load, "vcam-profile-loader")
 
     def switch_model(self, config: ModelConfig, renderer: Renderer, weights_id: str) -> None:
         """Render with another model (the installed weights in place of the demo model) from the next

@@ -55,22 +55,22 @@ def torch_cuda(target: Target) -> Availability:
         key = CompileKey.here(torch.device("cuda", torch.cuda.current_device()), target.weights_id, target.precision)
         return CompileCache(compile_folder(target.engines_dir, target.model.cfg.name, target.precision), key)
 
-    stand_ins: list[TorchRenderer] = []
+    stand_in: TorchRenderer | None = None
     """The quick renderer, once made: the full-speed one takes over its networks."""
 
     def make() -> Renderer:
         from .torch_backend import TorchRenderer
 
         return TorchRenderer(target.model, "cuda", target.precision, compile_mode=compile_mode, fast=fast, cache=cache() if cached else None,
-                             share_networks_with=stand_ins[-1] if stand_ins else None)
+                             share_networks_with=stand_in)
 
     def quick() -> Renderer:
         from .torch_backend import TorchRenderer
 
+        nonlocal stand_in
         # For the seconds until the compiled renderer takes over: no timing of any kind at start.
-        stand_ins.append(TorchRenderer(target.model, "cuda", target.precision, fast=fast, saved_conv_modes=cache().saved_conv_modes(),
-                                       cudnn_benchmark=False))
-        return stand_ins[-1]
+        stand_in = TorchRenderer(target.model, "cuda", target.precision, fast=fast, saved_conv_modes=cache().saved_conv_modes(), cudnn_benchmark=False)
+        return stand_in
 
     compiled = ", torch.compile" if compile_mode else ", no Triton so no torch.compile" if not target.options else ""
     plain = "" if fast else ", without vcam.render.fast"
