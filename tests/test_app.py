@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from waiting import wait_until
 
+import vcam
 from vcam import app
 from vcam.errors import VcamError
 from vcam.settings import Settings
@@ -111,7 +113,10 @@ def test_a_live_start_renders_with_the_quick_renderer_then_swaps_in_the_full_one
     quick: list[RecordedRenderer] = []
     full: list[RecordedRenderer] = []
 
+    build_began: list[float] = []
+
     def build_full(model):
+        build_began.append(time.monotonic())
         assert may_finish.wait(60)
         full.append(RecordedRenderer(TorchRenderer(model, "cpu")))
         return full[-1]
@@ -129,6 +134,9 @@ def test_a_live_start_renders_with_the_quick_renderer_then_swaps_in_the_full_one
     with app.running_pipeline(settings, on_ready=lines.append) as pipeline:
         wait_until(lambda: pipeline.status().frames_out >= 3, "the quick renderer's frames", 60.0)
         assert pipeline.renderer is quick[0] and lines == ["torch-cpu: the quick one"]
+        wait_until(lambda: bool(build_began), "the full-speed build to begin", 60.0)
+        first_frame_at = vcam.started_at + pipeline.status().first_frame_s
+        assert build_began[0] >= first_frame_at  # the compiler waits for the first frame to be out
         may_finish.set()
         wait_until(lambda: bool(full) and pipeline.renderer is full[0], "the full-speed renderer to take over", 60.0)
         swapped_at = pipeline.status().frames_out

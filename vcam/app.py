@@ -138,9 +138,13 @@ def running_pipeline(
 
 
 def _full_speed_in_background(pipeline: Pipeline, build: Callable[[], Renderer], weights_id: str, say: Callable[[str], None]) -> None:
-    """Build the full-speed renderer on a thread of its own while the quick one renders, then swap it in."""
+    """Build the full-speed renderer on a thread of its own while the quick one renders, then swap it in.
+    The build starts once the first frame is out: compiling holds the interpreter for seconds."""
 
     def run() -> None:
+        pipeline.first_frame_out.wait()
+        if pipeline.finished.is_set():
+            return
         began = time.monotonic()
         try:
             renderer = build()

@@ -184,6 +184,11 @@ class Pipeline:
         return self._runner.finished
 
     @property
+    def first_frame_out(self) -> threading.Event:
+        """Set once the first frame is out, or when the run ends before one."""
+        return self._runner.first_frame_out
+
+    @property
     def max_frames(self) -> int | None:
         """Stop after this many output frames (None: run until stopped)."""
         return self._runner.max_frames

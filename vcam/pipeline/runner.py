@@ -112,6 +112,8 @@ class Runner:
         self.clock = clock
         self.max_frames: int | None = None
         self.finished = threading.Event()
+        self.first_frame_out = threading.Event()
+        """Set once the first frame is out, or when the run ends before one."""
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._frames: Slot[FrameWork] = Slot(lossless)
         self._outputs: Slot[FrameWork] = Slot(lossless)
@@ -185,7 +187,7 @@ class Runner:
                 log.exception("%s failed", threading.current_thread().name)
                 self.on_error(str(exc) or type(exc).__name__)
                 self.stop()
-                self.finished.set()
+                self._finish()
             finally:
                 if feeds is not None:
                     feeds.close()
@@ -255,7 +257,11 @@ class Runner:
             if self.max_frames is not None and self._frames_out >= self.max_frames:
                 self.stop()
                 break
+        self._finish()
+
+    def _finish(self) -> None:
         self.finished.set()
+        self.first_frame_out.set()
 
     # -- one frame --------------------------------------------------------------------------------
 
@@ -283,6 +289,7 @@ class Runner:
         self._frames_out += 1
         if self._first_frame_s is None:
             self._first_frame_s = time.monotonic() - started_at
+            self.first_frame_out.set()
         if not self.lossless:  # a lossless run works through the clip at its own pace
             self._latency.add(now - work.t)
             with self._latencies_lock:
