@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import vcam
 from vcam.models import LIVEPORTRAIT, build_model, demo_config
-from vcam.render.compile_cache import ARTIFACTS_FILE, KEY_FILE, CompileCache, CompileKey, compile_folder
+from vcam.render.compile_cache import ARTIFACTS_FILE, KEY_FILE, CompileCache, CompileKey, code_version, compile_folder
 from vcam.render.fast import conv_modes, set_conv_modes, speed_up
 from vcam.render.torch_backend import TorchRenderer
 
-KEY = CompileKey(gpu="NVIDIA H100 80GB HBM3", compute_capability="9.0", torch="2.11.0", triton="3.5.0", cuda="13.0",
+KEY = CompileKey(vcam="0.1.0+0123456789ab", gpu="NVIDIA H100 80GB HBM3", compute_capability="9.0", torch="2.11.0", triton="3.5.0", cuda="13.0",
                  weights_id="w1", precision="fp16")
 
 
@@ -46,10 +48,30 @@ def test_saved_compilation_is_loaded_for_the_same_key_and_rebuilt_for_another(tm
     assert elsewhere.status == (f"the compiled kernels in {folder} do not match "
                                 "(GPU NVIDIA H100 80GB HBM3 → NVIDIA A10, compute capability 9.0 → 8.6, weights w1 → w2)")
 
+    upgraded = CompileCache(folder, dataclasses.replace(KEY, vcam="0.1.0+ba9876543210"))
+    upgraded.load()
+    assert not upgraded.hit and upgraded.status.endswith("do not match (vcam 0.1.0+0123456789ab → 0.1.0+ba9876543210)")
+
     (folder / KEY_FILE).write_text("{not json")
     broken = CompileCache(folder, KEY)
     broken.load()
     assert not broken.hit and "unreadable" in broken.status
+
+
+def test_the_code_version_follows_the_code_of_the_compiled_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = Path(vcam.__file__).parent
+    copy = tmp_path / "vcam"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    versions = []
+    for change in ("", "# a changed rewrite\n"):
+        (copy / "render" / "fast.py").write_text((package / "render" / "fast.py").read_text() + change)
+        monkeypatch.setattr(vcam, "__file__", str(copy / "__init__.py"))
+        code_version.cache_clear()
+        versions.append(code_version())
+    code_version.cache_clear()
+    assert versions[0].startswith(f"{vcam.__version__}+") and versions[0] != versions[1]
+    monkeypatch.undo()
+    assert code_version() == versions[0]  # the copy's unchanged code is this vcam's
 
 
 def test_saved_conv_forms_apply_only_to_the_layers_they_name() -> None:

@@ -5,12 +5,14 @@ per-frame passes with torch.compile (Triton kernels). Both results are saved in 
 engines folder per model and precision, keyed like TensorRT plans by GPU, library versions and
 weights: a later start on the same machine and weights loads them instead of redoing the work
 (torch.compile still traces the networks, but finds every graph and kernel compiled). A key that
-no longer matches (another GPU, an upgraded torch or Triton, other weights) rebuilds the folder,
+no longer matches (another GPU, an upgraded vcam, torch or Triton, other weights) rebuilds the folder,
 and :attr:`CompileCache.status` says why in one line.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.metadata
 import json
 import logging
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+import vcam
 from vcam.fileio import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger("vcam.render")
@@ -35,10 +38,22 @@ def _version(package: str) -> str:
         return "none"
 
 
+@functools.cache
+def code_version() -> str:
+    """vcam's version and a digest of the code that builds the compiled passes (the networks and their
+    rewrites), so a changed vcam compiles afresh instead of missing half of what it finds saved."""
+    digest = hashlib.sha256()
+    package = Path(vcam.__file__).parent
+    for path in sorted([*package.glob("models/*.py"), *package.glob("render/*.py")]):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    return f"{vcam.__version__}+{digest.hexdigest()[:12]}"
+
+
 @dataclass(frozen=True)
 class CompileKey:
     """Everything the saved kernels and convolution choices depend on."""
 
+    vcam: str
     gpu: str
     compute_capability: str
     torch: str
@@ -51,7 +66,7 @@ class CompileKey:
     def here(cls, device: torch.device, weights_id: str, precision: str) -> "CompileKey":
         major, minor = torch.cuda.get_device_capability(device)
         return cls(
-            gpu=torch.cuda.get_device_name(device), compute_capability=f"{major}.{minor}", torch=torch.__version__,
+            vcam=code_version(), gpu=torch.cuda.get_device_name(device), compute_capability=f"{major}.{minor}", torch=torch.__version__,
             triton=_version("triton"), cuda=str(torch.version.cuda), weights_id=weights_id, precision=precision,
         )
 
