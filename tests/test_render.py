@@ -95,6 +95,17 @@ def test_driving_keypoints_graph_equals_the_model(model: TalkingHeadModel, eye_o
         assert torch.equal(x_d, model.driving_keypoints(sample.source, head))
 
 
+def test_an_inference_copy_on_a_device_leaves_out_networks_and_shares_no_weights(model: TalkingHeadModel) -> None:
+    sample = make_sample(model)
+    nets = inference_copy(model, device=torch.device("cpu"), without=("appearance_feature_extractor",))
+    assert nets.appearance_feature_extractor is None and model.appearance_feature_extractor is not None
+    originals = {p.data_ptr() for p in model.parameters()}
+    assert not any(p.data_ptr() in originals or p.requires_grad for p in nets.parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(nets.warp_decode(sample.source.f_s, sample.source.x_s, sample.x_d),
+                                   model.warp_decode(sample.source.f_s, sample.source.x_s, sample.x_d), atol=0, rtol=0)
+
+
 def test_torch_cpu_renderer_equals_the_model(model: TalkingHeadModel) -> None:
     source_crop, driving_crop = crops(model)
     with TorchRenderer(model) as renderer:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -35,14 +35,25 @@ from .contract import graph_io, head_shapes, motion_shapes, source_shapes
 GridSample = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def inference_copy(model: TalkingHeadModel, grid_sample: GridSample | None = None) -> TalkingHeadModel:
+def inference_copy(
+    model: TalkingHeadModel, grid_sample: GridSample | None = None, *, device: torch.device | None = None, without: Iterable[str] = (),
+) -> TalkingHeadModel:
     """A frozen deep copy of ``model`` for inference.
 
     Spectral normalisation is folded into plain conv weights (eval-mode spectral norm only divides
     by the stored σ, so outputs are unchanged) and ``grid_sample``, when given, replaces the dense
-    motion network's 5-D sampling function.
+    motion network's 5-D sampling function. The networks named in ``without`` are left out (None).
+    With a ``device``, the copy's weights are copied straight there (no copy on the way).
     """
-    nets = copy.deepcopy(model).eval()
+    memo: dict[int, object] = {id(getattr(model, name)): None for name in without}
+    if device is not None:
+        kept = [model, *(network for name, network in model.named_children() if name not in without)]
+        for module in kept:
+            recurse = module is not model
+            for tensor in (*module.parameters(recurse=recurse), *module.buffers(recurse=recurse)):
+                moved = tensor.detach().to(device, copy=True)
+                memo[id(tensor)] = nn.Parameter(moved, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else moved
+    nets = copy.deepcopy(model, memo).eval()
     for module in nets.modules():
         if any(isinstance(hook, SpectralNorm) for hook in module._forward_pre_hooks.values()):
             nn.utils.remove_spectral_norm(module)

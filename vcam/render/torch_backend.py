@@ -79,9 +79,8 @@ def _capture(step: Callable[[], None], stream: torch.cuda.Stream, cudnn_benchmar
 def _frame_networks(model: TalkingHeadModel, target: torch.device, dtype: torch.dtype, fast: bool, channels_last: bool) -> TalkingHeadModel:
     """An inference copy of ``model``'s per-frame networks on ``target``: the rewrites of
     :mod:`vcam.render.fast` when ``fast``, conv weights channels-last, the heavy networks in ``dtype``."""
-    nets = inference_copy(model)
     # prepare_source runs the caller's model: the per-frame copy needs no source-side networks.
-    nets.appearance_feature_extractor = nets.canonical_keypoint_detector = None
+    nets = inference_copy(model, device=target, without=("appearance_feature_extractor", "canonical_keypoint_detector"))
     nets.to(target)
     if fast:
         speed_up(nets.warping_module)
