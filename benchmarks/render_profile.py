@@ -23,7 +23,6 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vcam.render.base import precision_dtype  # noqa: E402
 from vcam.render.bench import load_bench_model  # noqa: E402
 from vcam.render.fast import FastConv, PointwiseConv, TapConv, layer_inputs, median_ms, module_inputs  # noqa: E402
 from vcam.render.torch_backend import TorchRenderer, _Autocast, _capture  # noqa: E402
@@ -44,7 +43,7 @@ def conv_gflop(conv: nn.Module, out: torch.Tensor) -> float:
 
 def layer_table(renderer: TorchRenderer, rows: int) -> None:
     """Time each convolution of the per-frame networks alone, on the input one frame feeds it."""
-    nets = renderer._nets
+    nets = renderer._warp_net.inner.nets if hasattr(renderer._warp_net, "inner") else renderer._warp_net.nets
     convs = {
         f"{net}.{name}": module
         for net in NETWORKS
@@ -88,8 +87,8 @@ def module_table(renderer: TorchRenderer, compile_mode: str | None) -> None:
     def unwrap(module: nn.Module) -> nn.Module:
         return getattr(module, "inner", module)  # the graph inside _Autocast
 
-    nets = renderer._nets
-    dtype = precision_dtype(renderer.precision)
+    nets = unwrap(renderer._warp_net).nets
+    dtype = getattr(renderer._warp_net, "dtype", torch.float32)
     parts = {
         "motion extractor + keypoint math": unwrap(renderer._motion_net),
         "keypoints + retargeting + stitching": renderer._drive,

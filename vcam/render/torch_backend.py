@@ -53,19 +53,6 @@ class _Autocast(nn.Module):
             return self.inner(*args)
 
 
-class _Render(nn.Module):
-    """Head → driving keypoints → warped and decoded image, one module: compiled, the keypoint math
-    becomes a few fused kernels instead of dozens of small ones."""
-
-    def __init__(self, drive: DrivingKeypointsGraph, warp: nn.Module) -> None:
-        super().__init__()
-        self.drive = drive
-        self.warp = warp
-
-    def forward(self, f_s: torch.Tensor, x_s: torch.Tensor, *drive_inputs: torch.Tensor) -> object:
-        return self.warp(f_s, x_s, self.drive(*drive_inputs))
-
-
 def _channels_last(module: nn.Module) -> None:
     """Store conv weights channels-last, so cuDNN picks its NHWC/NDHWC kernels throughout."""
     for conv in module.modules():
@@ -176,8 +163,7 @@ class TorchRenderer(Renderer):
         self._drive = DrivingKeypointsGraph(nets)
         if dtype != torch.float32:
             motion, warp = _Autocast(motion, dtype), _Autocast(warp, dtype)
-        self._motion_net: nn.Module = motion
-        self._render_net: nn.Module = _Render(self._drive, warp)
+        self._motion_net, self._warp_net = motion, warp
 
         self._motion_layout = motion_layout(nets)
         self._head_layout = head_layout(nets)
@@ -213,8 +199,8 @@ class TorchRenderer(Renderer):
             self._source_buffers["f_s"].zero_()
         step_done("conv forms")
         if cuda and compile_mode is not None:
-            self._motion_net = torch.compile(self._motion_net, mode=compile_mode, dynamic=False)
-            self._render_net = torch.compile(self._render_net, mode=compile_mode, dynamic=False)
+            self._motion_net = torch.compile(motion, mode=compile_mode, dynamic=False)
+            self._warp_net = torch.compile(warp, mode=compile_mode, dynamic=False)
         self._motion_step: Callable[[], None] = self._motion_pass
         self._render_step: Callable[[], None] = self._render_pass
         if cuda and cuda_graphs:
@@ -236,7 +222,8 @@ class TorchRenderer(Renderer):
 
     def _render_pass(self) -> None:
         given = self._source_buffers | self._head_layout.views(self._head)
-        image = self._render_net(given["f_s"], given["x_s"], *(given[name] for name in self._drive.input_names))
+        x_d = self._drive(*(given[name] for name in self._drive.input_names))
+        image = self._warp_net(given["f_s"], given["x_s"], x_d)
         self._image.copy_(image_to_uint8(image))
 
     # -- Renderer ----------------------------------------------------------------------------------
@@ -303,6 +290,6 @@ class TorchRenderer(Renderer):
             for stream in (self._stream, self._motion_stream):
                 stream.synchronize()
         self._motion_step = self._render_step = None  # type: ignore[assignment]
-        self._motion_net = self._render_net = None  # type: ignore[assignment]
+        self._motion_net = self._warp_net = None  # type: ignore[assignment]
         self._nets = None
         self._upload.forget()
