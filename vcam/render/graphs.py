@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import torch
@@ -36,7 +36,7 @@ GridSample = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def inference_copy(
-    model: TalkingHeadModel, grid_sample: GridSample | None = None, *, device: torch.device | None = None, without: Iterable[str] = (),
+    model: TalkingHeadModel, grid_sample: GridSample | None = None, *, device: torch.device | None = None, without: Collection[str] = (),
 ) -> TalkingHeadModel:
     """A frozen deep copy of ``model`` for inference.
 
@@ -47,10 +47,8 @@ def inference_copy(
     """
     memo: dict[int, object] = {id(getattr(model, name)): None for name in without}
     if device is not None:
-        kept = [model, *(network for name, network in model.named_children() if name not in without)]
-        for module in kept:
-            recurse = module is not model
-            for tensor in (*module.parameters(recurse=recurse), *module.buffers(recurse=recurse)):
+        for name, tensor in (*model.named_parameters(), *model.named_buffers()):
+            if name.split(".")[0] not in without:
                 moved = tensor.detach().to(device, copy=True)
                 memo[id(tensor)] = nn.Parameter(moved, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else moved
     nets = copy.deepcopy(model, memo).eval()
