@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from vcam.app import DEMO_BANNER  # noqa: E402
-from vcam.compose import Compositor, draw_banner  # noqa: E402
+from vcam.compose import Compositor, PasteLayout, draw_banner  # noqa: E402
 from vcam.device_compose import DeviceCompositor  # noqa: E402
 from vcam.pixel_formats import PixelFormat, from_bgr  # noqa: E402
 from vcam.profiles import ProfileStore  # noqa: E402
@@ -54,12 +54,13 @@ def main() -> None:
     args = parser.parse_args()
 
     profile = ProfileStore(ROOT / "profiles").load("default")
-    compositor = Compositor(profile.keyframe, profile.box, (1280, 720))
+    layout = PasteLayout(profile.keyframe, profile.box, (1280, 720))
+    compositor = Compositor(layout)
     rendered = torch.from_numpy(cv2.cvtColor(profile.box.crop(profile.keyframe, args.size), cv2.COLOR_BGR2RGB))
     cuda = torch.cuda.is_available()
     device = torch.device("cuda") if cuda else torch.device("cpu")
     on_device = rendered.to(device)
-    gpu = DeviceCompositor(compositor.layout, device, DEMO_BANNER) if cuda else None
+    gpu = DeviceCompositor(layout, device, DEMO_BANNER) if cuda else None
 
     def opencv(fmt: PixelFormat) -> np.ndarray:
         image = compositor.compose(cv2.cvtColor(to_host(on_device), cv2.COLOR_RGB2BGR))

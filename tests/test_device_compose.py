@@ -13,7 +13,7 @@ import pytest
 import torch
 from clips import PORTRAIT_CROP, portrait
 
-from vcam.compose import Compositor, draw_banner
+from vcam.compose import Compositor, PasteLayout, draw_banner
 from vcam.device_compose import DeviceCompositor
 from vcam.models import LIVEPORTRAIT, build_model, demo_config
 from vcam.pipeline.avatars import Avatar, AvatarLoader, Model
@@ -63,7 +63,7 @@ def assert_close(got: np.ndarray, expected: np.ndarray, max_levels: int = OPENCV
 @pytest.mark.parametrize("mirror", [False, True], ids=["", "mirrored"])
 @pytest.mark.parametrize("box", BOXES.values(), ids=BOXES.keys())
 def test_draws_what_the_opencv_compositor_draws(box: CropBox, mirror: bool, banner: str | None) -> None:
-    compositor = Compositor(portrait(), box, (640, 360), mirror=mirror)
+    compositor = Compositor(PasteLayout(portrait(), box, (640, 360), mirror=mirror))
     device = DeviceCompositor(compositor.layout, "cpu", banner)
     for rendered in renders(box):
         frame = device.frame(torch.from_numpy(rendered))
@@ -73,7 +73,7 @@ def test_draws_what_the_opencv_compositor_draws(box: CropBox, mirror: bool, bann
 @pytest.mark.parametrize("fmt", list(PixelFormat))
 def test_composes_into_each_sink_format_as_a_frame_of_its_own(fmt: PixelFormat) -> None:
     box = BOXES["rotated"]
-    compositor = Compositor(portrait(), box, (640, 360))
+    compositor = Compositor(PasteLayout(portrait(), box, (640, 360)))
     device = DeviceCompositor(compositor.layout, "cpu", BANNER)
     first, second = renders(box)[0], renders(box)[2]
     image = device.compose(torch.from_numpy(first), fmt)
@@ -84,7 +84,7 @@ def test_composes_into_each_sink_format_as_a_frame_of_its_own(fmt: PixelFormat) 
 
 
 def test_the_banner_is_draw_banners_own() -> None:
-    compositor = Compositor(portrait(), BOXES["upright"], (1280, 720))
+    compositor = Compositor(PasteLayout(portrait(), BOXES["upright"], (1280, 720)))
     rendered = renders(BOXES["upright"])[2]
     got = DeviceCompositor(compositor.layout, "cpu", BANNER).frame(torch.from_numpy(rendered)).numpy()[..., ::-1]
     expected = opencv_frame(compositor, rendered, BANNER)
@@ -101,7 +101,7 @@ def test_the_banner_is_draw_banners_own() -> None:
 @pytest.mark.parametrize("fmt", list(PixelFormat))
 @pytest.mark.parametrize("box", BOXES.values(), ids=BOXES.keys())
 def test_on_cuda_it_draws_what_it_draws_on_the_cpu(box: CropBox, fmt: PixelFormat) -> None:
-    compositor = Compositor(portrait(), box, (1280, 720), mirror=True)
+    compositor = Compositor(PasteLayout(portrait(), box, (1280, 720), mirror=True))
     on_cpu = DeviceCompositor(compositor.layout, "cpu", BANNER)
     on_cuda = DeviceCompositor(compositor.layout, "cuda", BANNER)
     for rendered in renders(box):
@@ -123,7 +123,7 @@ def test_cuda_renderer_hands_its_image_to_the_device_compositor(liveportrait, fm
     rng = np.random.default_rng(1)
     size = model.cfg.input_size
     box = BOXES["rotated"]
-    compositor = Compositor(portrait(), box, (1280, 720))
+    compositor = Compositor(PasteLayout(portrait(), box, (1280, 720)))
     with TorchRenderer(model, "cuda") as renderer:
         source = renderer.prepare_source(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
         heads = [model.head_motion(renderer.extract_motion(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))) for _ in range(4)]
@@ -156,7 +156,7 @@ def test_avatars_of_a_cuda_model_compose_on_the_gpu_unless_told_not_to(liveportr
 def test_frames_started_back_to_back_each_arrive_whole() -> None:
     """The pipeline queues the next frame before the last one's download is waited for: each
     download lands in memory of its own."""
-    compositor = Compositor(portrait(), BOXES["rotated"], (1280, 720))
+    compositor = Compositor(PasteLayout(portrait(), BOXES["rotated"], (1280, 720)))
     device = DeviceCompositor(compositor.layout, "cuda")
     rendered = [torch.from_numpy(r).cuda() for r in renders(BOXES["rotated"])]
     started = [device.start(r, PixelFormat.I420) for r in rendered]

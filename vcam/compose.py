@@ -84,18 +84,11 @@ class PasteLayout:
 
 class Compositor:
     """Blends square renders into the keyframe at the output size on the CPU (OpenCV), following a
-    :class:`PasteLayout` (its arguments are the layout's). Everything but the box's own region is
-    computed once; compose() warps and blends only that region."""
+    :class:`PasteLayout`. Everything but the box's own region is computed once; compose() warps and
+    blends only that region."""
 
-    def __init__(
-        self,
-        keyframe: np.ndarray,
-        box: CropBox,
-        output_size: tuple[int, int] = (1280, 720),
-        mirror: bool = False,
-        feather: float = 0.12,
-    ) -> None:
-        self.layout = PasteLayout(keyframe, box, output_size, mirror, feather)
+    def __init__(self, layout: PasteLayout) -> None:
+        self.layout = layout
         self._inverse_mask = 1.0 - self.layout.mask
 
     def compose(self, rendered: np.ndarray) -> np.ndarray:

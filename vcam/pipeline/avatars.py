@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..compose import Compositor
+from ..compose import Compositor, PasteLayout
 from ..device_compose import DeviceCompositor
 from ..landmark_models import ensure_models
 from ..models import ModelConfig, SourceState
@@ -48,11 +48,11 @@ class AvatarLoader:
         profile = self.store.load(name)
         source = self.store.source_state(profile, model.renderer.prepare_source, model.weights_id, model.config.input_size)
         s = self.settings
-        compositor = Compositor(profile.keyframe, profile.box, (s.output_width, s.output_height), mirror=s.mirror)
+        layout = PasteLayout(profile.keyframe, profile.box, (s.output_width, s.output_height), mirror=s.mirror)
         device = None
         if s.gpu_compose and str(model.renderer.device).startswith("cuda"):
-            device = DeviceCompositor(compositor.layout, model.renderer.device, model.banner)
-        return Avatar(profile, source, compositor, keyframe_ratios(profile, s.landmarks_dir), device)
+            device = DeviceCompositor(layout, model.renderer.device, model.banner)
+        return Avatar(profile, source, Compositor(layout), keyframe_ratios(profile, s.landmarks_dir), device)
 
 
 def keyframe_ratios(profile: Profile, landmarks_dir: Path) -> KeyframeRatios:
