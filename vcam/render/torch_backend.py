@@ -81,7 +81,6 @@ def _frame_networks(model: TalkingHeadModel, target: torch.device, dtype: torch.
     :mod:`vcam.render.fast` when ``fast``, conv weights channels-last, the heavy networks in ``dtype``."""
     # prepare_source runs the caller's model: the per-frame copy needs no source-side networks.
     nets = inference_copy(model, device=target, without=("appearance_feature_extractor", "canonical_keypoint_detector"))
-    nets.to(target)
     if fast:
         speed_up(nets.warping_module)
         speed_up(nets.spade_generator)
